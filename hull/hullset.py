@@ -1,0 +1,554 @@
+"""A campaign's convex hull: reference entries plus oracle results added round by round.
+
+``HullSet`` groups entries by chemical system and keeps one lower hull per system that has
+been asked about (see ``convex.py``), so adding results rebuilds only the systems they
+touch. It records, for every added entry, its decomposition energy against the reference
+hull and against the hull as it stood before its round, which gives GNoME's two notions
+of success: "stable with respect to previous work" and "on the updated hull".
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from hullhunter.hull.convex import (
+    Chemsys,
+    Hull,
+    build_hull,
+    chemsys_string,
+    composition_key,
+    hull_without_composition,
+    subsystems,
+)
+from pymatgen.core import Composition
+from pymatgen.entries import Entry
+from rich.progress import track
+
+# Same numerical tolerance as pymatgen's PhaseDiagram.numerical_tol: a decomposition
+# energy within this of the threshold counts as on the hull (exact duplicates of hull
+# points come out as +-1e-16, not 0).
+STABILITY_TOL = 1e-8
+MAX_ABS_FORMATION_ENERGY = 5.0
+
+SKIP_NAN_ENERGY = "nan_energy"
+SKIP_ELEMENT_NOT_IN_REFERENCE = "element_not_in_reference"
+SKIP_FORMATION_ENERGY_OUT_OF_RANGE = "formation_energy_out_of_range"
+SKIP_DUPLICATE_ID = "duplicate_entry_id"
+
+
+def parse_composition(composition: Composition | str | dict) -> tuple[Chemsys, np.ndarray]:
+    """(sorted element symbols, atomic fractions in that order) of a composition."""
+    comp = composition if isinstance(composition, Composition) else Composition(composition)
+    amounts: dict[str, float] = {}
+    for species, amount in comp.items():
+        if amount < 0:
+            raise ValueError(f"composition {comp} has a negative amount; use positive amounts")
+        if amount > 0:
+            amounts[species.symbol] = amounts.get(species.symbol, 0.0) + amount
+    if not amounts:
+        raise ValueError(f"composition {comp!r} is empty; give at least one element")
+    chemsys = tuple(sorted(amounts))
+    fractions = np.array([amounts[el] for el in chemsys], dtype=float)
+    return chemsys, fractions / fractions.sum()
+
+
+def _embed(fractions: np.ndarray, source: Chemsys, target: Chemsys) -> np.ndarray:
+    """Fractions over ``source`` (rows) written in the columns of superset ``target``."""
+    out = np.zeros((len(fractions), len(target)))
+    out[:, [target.index(el) for el in source]] = fractions
+    return out
+
+
+class _HullIndex:
+    """Points grouped by chemical system, with one cached hull per queried system."""
+
+    def __init__(self) -> None:
+        self._rows: dict[Chemsys, list[int]] = defaultdict(list)
+        self._fractions: dict[Chemsys, list[np.ndarray]] = defaultdict(list)
+        self._energies: dict[Chemsys, list[float]] = defaultdict(list)
+        self._hulls: dict[Chemsys, Hull] = {}
+        self.elements: set[str] = set()
+
+    def add(self, row: int, chemsys: Chemsys, fractions: np.ndarray, energy: float) -> None:
+        """Add one point; the caller invalidates the hulls with ``invalidate``."""
+        self._rows[chemsys].append(row)
+        self._fractions[chemsys].append(fractions)
+        self._energies[chemsys].append(energy)
+        if len(chemsys) == 1:
+            self.elements.add(chemsys[0])
+
+    def invalidate(self, touched: Iterable[Chemsys]) -> None:
+        """Drop the cached hulls of every system containing a touched system."""
+        touched_sets = [set(t) for t in touched]
+        for key in [k for k in self._hulls if any(t <= set(k) for t in touched_sets)]:
+            del self._hulls[key]
+
+    def systems(self) -> list[Chemsys]:
+        """Chemical systems that hold at least one point."""
+        return list(self._rows)
+
+    def points(self, chemsys: Chemsys) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """(rows, fractions, energies) of the points whose system is exactly ``chemsys``."""
+        rows = self._rows.get(chemsys, [])
+        if not rows:
+            return [], np.zeros((0, len(chemsys))), np.zeros(0)
+        return rows, np.array(self._fractions[chemsys]), np.array(self._energies[chemsys])
+
+    def covers(self, chemsys: Chemsys) -> bool:
+        """Whether every element of the system has an elemental reference."""
+        return self.elements.issuperset(chemsys)
+
+    def hull(self, chemsys: Chemsys) -> Hull:
+        """Hull of ``chemsys`` built from every point whose elements are a subset of it."""
+        if chemsys not in self._hulls:
+            rows: list[int] = []
+            blocks, energies = [], []
+            for sub in subsystems(chemsys):
+                sub_rows, sub_frac, sub_e = self.points(sub)
+                if sub_rows:
+                    rows.extend(sub_rows)
+                    blocks.append(_embed(sub_frac, sub, chemsys))
+                    energies.append(sub_e)
+            # Insertion order decides exact ties, as pymatgen keeps the first entry.
+            order = np.argsort(rows, kind="stable")
+            self._hulls[chemsys] = build_hull(
+                chemsys,
+                np.asarray(rows)[order],
+                np.vstack(blocks)[order],
+                np.concatenate(energies)[order],
+            )
+        return self._hulls[chemsys]
+
+    def decomposition_energy(
+        self,
+        chemsys: Sequence[Chemsys],
+        fractions: Sequence[np.ndarray],
+        energies: np.ndarray,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """E minus hull energy for each point; NaN where an element has no reference."""
+        groups: dict[Chemsys, list[int]] = defaultdict(list)
+        for i, system in enumerate(chemsys):
+            groups[system].append(i)
+        out = np.full(len(energies), np.nan)
+        for system, idx in track(groups.items(), description="hull energies", disable=not progress):
+            if not self.covers(system):
+                continue
+            frac = np.array([fractions[i] for i in idx])
+            out[idx] = energies[idx] - self.hull(system).energy(frac)
+        return out
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    """What the hull knows about one entry.
+
+    Attributes:
+        entry_id: the entry's id.
+        formula: reduced formula.
+        chemsys: "A-B-C".
+        n_elements: number of elements.
+        round: the round it was added in; None for reference entries.
+        e_vs_reference: decomposition energy against the reference hull when added
+            (NaN for reference entries).
+        e_vs_previous: decomposition energy against the hull as it stood before its round
+            (NaN for reference entries).
+        decomposition_energy: current value (as ``entry_decomposition_energies``).
+        stable_vs_reference: below or on the reference hull when added (GNoME's "stable
+            with respect to previous work").
+        hit: below or on the hull as it stood before its round.
+        on_hull: a vertex of the current hull (GNoME's "on the updated hull").
+    """
+
+    entry_id: str
+    formula: str
+    chemsys: str
+    n_elements: int
+    round: int | None
+    e_vs_reference: float
+    e_vs_previous: float
+    decomposition_energy: float
+    stable_vs_reference: bool
+    hit: bool
+    on_hull: bool
+
+
+class HullSet:
+    """Reference entries plus added results, with decomposition energies per chemical system.
+
+    Args:
+        entries: reference entries (pymatgen ``ComputedEntry`` or any ``Entry`` with an
+            ``entry_id``), e.g. the campaign's seeds relaxed by its oracle. Every element
+            that appears must have an elemental entry; the lowest-energy polymorph of each
+            element is its reference.
+        max_abs_formation_energy: entries further than this (eV/atom) from their elemental
+            references are excluded and counted in ``skipped``.
+        progress: show rich progress bars for long computations.
+
+    Raises:
+        ValueError: an element has no elemental entry, or an entry has no/duplicate id.
+    """
+
+    def __init__(
+        self,
+        entries: Iterable[Entry],
+        *,
+        max_abs_formation_energy: float = MAX_ABS_FORMATION_ENERGY,
+        progress: bool = False,
+    ) -> None:
+        self.max_abs_formation_energy = max_abs_formation_energy
+        self.progress = progress
+        self.entries: list[Entry] = []
+        self.skipped: Counter[str] = Counter()
+        self._skipped_by_round: dict[int, Counter[str]] = defaultdict(Counter)
+        self._row_of: dict[str, int] = {}
+        self._chemsys: list[Chemsys] = []
+        self._fractions: list[np.ndarray] = []
+        self._round: list[int | None] = []
+        self._e_vs_reference: list[float] = []
+        self._e_vs_previous: list[float] = []
+        self._reference = _HullIndex()
+        self._before_round = _HullIndex()
+        self._current = _HullIndex()
+        self._open_round: int | None = None
+        self._n_before_round = 0
+        self._entry_values: dict[Chemsys, dict[int, float]] = {}
+        self._stable_rows: dict[Chemsys, set[int]] = {}
+
+        parsed = []
+        ids: Counter[str] = Counter()
+        for entry in entries:
+            ids[self._entry_id(entry)] += 1
+            chemsys, fractions = parse_composition(entry.composition)
+            parsed.append((entry, chemsys, fractions, float(entry.energy_per_atom)))
+        if duplicates := sorted(i for i, n in ids.items() if n > 1):
+            raise ValueError(f"duplicate entry_id in the reference entries: {duplicates[:5]}")
+
+        finite = [p for p in parsed if np.isfinite(p[3])]
+        if n_nan := len(parsed) - len(finite):
+            self.skipped[SKIP_NAN_ENERGY] += n_nan
+        refs = _lowest_per_element(finite)
+        present = {el for p in finite for el in p[1]}
+        if missing := sorted(present - set(refs)):
+            raise ValueError(
+                f"missing elemental reference for {', '.join(missing)}: "
+                "add an entry for each pure element"
+            )
+        for entry, chemsys, fractions, energy in finite:
+            formation = energy - fractions @ np.array([refs[el] for el in chemsys])
+            if abs(formation) > max_abs_formation_energy:
+                self.skipped[SKIP_FORMATION_ENERGY_OUT_OF_RANGE] += 1
+                continue
+            row = self._store(entry, chemsys, fractions, None, np.nan, np.nan)
+            for index in (self._reference, self._before_round, self._current):
+                index.add(row, chemsys, fractions, energy)
+        self._n_before_round = len(self.entries)
+
+    @staticmethod
+    def _entry_id(entry: Entry) -> str:
+        entry_id = getattr(entry, "entry_id", None)
+        if entry_id is None:
+            raise ValueError(f"entry {entry!r} has no entry_id; set entry.entry_id to a unique id")
+        return str(entry_id)
+
+    def _store(
+        self,
+        entry: Entry,
+        chemsys: Chemsys,
+        fractions: np.ndarray,
+        round_: int | None,
+        e_vs_reference: float,
+        e_vs_previous: float,
+    ) -> int:
+        row = len(self.entries)
+        self.entries.append(entry)
+        self._row_of[self._entry_id(entry)] = row
+        self._chemsys.append(chemsys)
+        self._fractions.append(fractions)
+        self._round.append(round_)
+        self._e_vs_reference.append(e_vs_reference)
+        self._e_vs_previous.append(e_vs_previous)
+        return row
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._row_of
+
+    @property
+    def elemental_references(self) -> dict[str, Entry]:
+        """Lowest-energy entry of each element in the current set."""
+        best: dict[str, int] = {}
+        for el in self._current.elements:
+            rows, _, energies = self._current.points((el,))
+            best[el] = rows[int(np.argmin(energies))]
+        return {el: self.entries[row] for el, row in sorted(best.items())}
+
+    @property
+    def chemical_systems(self) -> set[str]:
+        """Chemical systems ("A-B-C") of the entries in the set."""
+        return {chemsys_string(c) for c in self._current.systems()}
+
+    def add(self, entries: Iterable[Entry], round: int | None = None) -> set[str]:
+        """Add results (one round, or one batch of a round) and return the systems touched.
+
+        Each entry is first scored against the reference hull and against the hull as it
+        stood before ``round`` (so entries of one round do not compete with each other
+        for the hit rate). Entries with NaN energy, elements without a reference, an
+        energy more than ``max_abs_formation_energy`` from the elements, or an id already
+        in the set are excluded and counted in ``skipped``.
+
+        Args:
+            entries: new entries, each with a unique ``entry_id``.
+            round: round number; defaults to the last round plus one (1 for the first).
+                Several calls may share a round; rounds must not decrease.
+
+        Returns:
+            The chemical systems ("A-B-C") whose hull may have changed: those of the added
+            entries and every system in the set that contains one of them.
+        """
+        round_ = self._start_round(round)
+        refs = {el: float(e.energy_per_atom) for el, e in self.elemental_references.items()}
+        accepted = []
+        seen: set[str] = set()
+        for entry in entries:
+            entry_id = self._entry_id(entry)
+            chemsys, fractions = parse_composition(entry.composition)
+            energy = float(entry.energy_per_atom)
+            if entry_id in self._row_of or entry_id in seen:
+                reason = SKIP_DUPLICATE_ID
+            elif not np.isfinite(energy):
+                reason = SKIP_NAN_ENERGY
+            elif not set(chemsys) <= refs.keys():
+                reason = SKIP_ELEMENT_NOT_IN_REFERENCE
+            elif (
+                abs(energy - fractions @ np.array([refs[el] for el in chemsys]))
+                > self.max_abs_formation_energy
+            ):
+                reason = SKIP_FORMATION_ENERGY_OUT_OF_RANGE
+            else:
+                seen.add(entry_id)
+                accepted.append((entry, chemsys, fractions, energy))
+                continue
+            self.skipped[reason] += 1
+            self._skipped_by_round[round_][reason] += 1
+        if not accepted:
+            return set()
+
+        systems = [a[1] for a in accepted]
+        fractions_list = [a[2] for a in accepted]
+        energies = np.array([a[3] for a in accepted])
+        e_ref = self._reference.decomposition_energy(systems, fractions_list, energies)
+        e_prev = self._before_round.decomposition_energy(systems, fractions_list, energies)
+        for (entry, chemsys, frac, energy), e_r, e_p in zip(accepted, e_ref, e_prev, strict=True):
+            row = self._store(entry, chemsys, frac, round_, float(e_r), float(e_p))
+            self._current.add(row, chemsys, frac, energy)
+
+        new_systems = set(systems)
+        self._current.invalidate(new_systems)
+        affected = {
+            s for s in self._current.systems() if any(set(t) <= set(s) for t in new_systems)
+        }
+        for system in affected:
+            self._entry_values.pop(system, None)
+            self._stable_rows.pop(system, None)
+        return {chemsys_string(s) for s in affected}
+
+    def _start_round(self, round_: int | None) -> int:
+        """Open ``round_`` and bring the before-round hull up to the end of earlier rounds."""
+        if round_ is None:
+            round_ = 1 if self._open_round is None else self._open_round + 1
+        if self._open_round is not None and round_ < self._open_round:
+            raise ValueError(
+                f"round {round_} comes before the open round {self._open_round}; "
+                "add rounds in increasing order"
+            )
+        if round_ != self._open_round:
+            new_rows = range(self._n_before_round, len(self.entries))
+            for row in new_rows:
+                chemsys = self._chemsys[row]
+                energy = float(self.entries[row].energy_per_atom)
+                self._before_round.add(row, chemsys, self._fractions[row], energy)
+            self._before_round.invalidate({self._chemsys[row] for row in new_rows})
+            self._n_before_round = len(self.entries)
+            self._open_round = round_
+        return round_
+
+    def decomposition_energy(
+        self,
+        compositions: Sequence[Composition | str],
+        energies_per_atom: Sequence[float] | np.ndarray,
+        against: Literal["current", "reference"] = "current",
+    ) -> np.ndarray:
+        """Energy per atom minus the hull energy at each composition (negative below the hull).
+
+        For points not in the set (candidates, predictions). Compositions are grouped by
+        chemical system and each system's hull is built once. NaN where the energy is NaN
+        or an element has no elemental reference.
+
+        Args:
+            compositions: pymatgen ``Composition`` objects or formulas.
+            energies_per_atom: total energies per atom on the hull's scale.
+            against: "current" hull, or the "reference" hull (reference entries only).
+        """
+        energies = np.asarray(energies_per_atom, dtype=float)
+        if len(compositions) != len(energies):
+            raise ValueError(
+                f"{len(compositions)} compositions but {len(energies)} energies; "
+                "give one energy per composition"
+            )
+        parsed = [parse_composition(c) for c in compositions]
+        index = {"current": self._current, "reference": self._reference}.get(against)
+        if index is None:
+            raise ValueError(f"against={against!r}; use 'current' or 'reference'")
+        return index.decomposition_energy(
+            [p[0] for p in parsed], [p[1] for p in parsed], energies, progress=self.progress
+        )
+
+    def hull_energy(self, compositions: Sequence[Composition | str]) -> np.ndarray:
+        """Hull energy per atom at each composition (NaN where an element has no reference)."""
+        return -self.decomposition_energy(compositions, np.zeros(len(compositions)))
+
+    def _system_values(self, chemsys: Chemsys) -> dict[int, float]:
+        """Decomposition energies of the entries whose system is exactly ``chemsys``."""
+        if chemsys not in self._entry_values:
+            hull = self._current.hull(chemsys)
+            rows, fractions, energies = self._current.points(chemsys)
+            values = energies - hull.energy(fractions)
+            if len(chemsys) > 1:
+                # Entries sharing a composition with a hull vertex get the phase-separation
+                # energy: the distance to the hull rebuilt without that composition.
+                by_key: dict[bytes, list[int]] = defaultdict(list)
+                for i, frac in enumerate(fractions):
+                    by_key[composition_key(frac)].append(i)
+                for members in by_key.values():
+                    frac = fractions[members[0]]
+                    if hull.vertex_with_composition(frac) is not None:
+                        without = hull_without_composition(hull, frac)
+                        values[members] = energies[members] - without.energy(frac)[0]
+            self._entry_values[chemsys] = dict(zip(rows, values.tolist(), strict=True))
+            self._stable_rows[chemsys] = hull.vertex_rows.intersection(rows)
+        return self._entry_values[chemsys]
+
+    def entry_decomposition_energies(self) -> dict[str, float]:
+        """Decomposition energy of every entry in the set, by entry id.
+
+        As pymatgen's ``get_decomp_and_phase_separation_energy`` (GNoME's "decomposition
+        energy"): the energy above the hull for entries whose composition has no stable
+        entry; for entries at the composition of a stable compound, the energy relative
+        to the hull built without that composition (negative for the stable one);
+        elements relative to their reference (0 for the reference itself).
+        """
+        out: dict[str, float] = {}
+        for chemsys in track(
+            self._current.systems(), description="entry energies", disable=not self.progress
+        ):
+            for row, value in self._system_values(chemsys).items():
+                out[self._entry_id(self.entries[row])] = value
+        return out
+
+    def _stable_row_set(self) -> set[int]:
+        stable: set[int] = set()
+        for chemsys in self._current.systems():
+            self._system_values(chemsys)
+            stable |= self._stable_rows[chemsys]
+        return stable
+
+    @property
+    def stable_entries(self) -> list[Entry]:
+        """Entries that are vertices of the current hull (pymatgen's ``stable_entries``)."""
+        return [self.entries[row] for row in sorted(self._stable_row_set())]
+
+    def records(self, threshold: float = 0.0) -> list[EntryRecord]:
+        """One record per entry: rounds, scores when added, current value and hull status.
+
+        Args:
+            threshold: decomposition energy (eV/atom) at or below which an entry counts as
+                stable (plus ``STABILITY_TOL`` for round-off).
+        """
+        values = self.entry_decomposition_energies()
+        stable = self._stable_row_set()
+        cutoff = threshold + STABILITY_TOL
+        out = []
+        for row, entry in enumerate(self.entries):
+            chemsys = self._chemsys[row]
+            entry_id = self._entry_id(entry)
+            out.append(
+                EntryRecord(
+                    entry_id=entry_id,
+                    formula=entry.composition.reduced_formula,
+                    chemsys=chemsys_string(chemsys),
+                    n_elements=len(chemsys),
+                    round=self._round[row],
+                    e_vs_reference=self._e_vs_reference[row],
+                    e_vs_previous=self._e_vs_previous[row],
+                    decomposition_energy=values[entry_id],
+                    stable_vs_reference=bool(self._e_vs_reference[row] <= cutoff),
+                    hit=bool(self._e_vs_previous[row] <= cutoff),
+                    on_hull=row in stable,
+                )
+            )
+        return out
+
+    def round_metrics(self, threshold: float = 0.0) -> list[dict]:
+        """Per-round and cumulative discovery figures, one dict per round.
+
+        Keys: round; evaluated (results given to ``add``, skipped ones included);
+        accepted; skipped (by reason); hits (decomposition energy <= threshold against
+        the hull before the round) and hit_rate (hits / accepted); stable_vs_reference;
+        on_hull (entries of the round on the current hull); by_n_elements ({n: {accepted,
+        hits, stable_vs_reference, on_hull}}); and cumulative_* versions of the counts.
+        """
+        records = [r for r in self.records(threshold) if r.round is not None]
+        rounds = sorted({r.round for r in records} | set(self._skipped_by_round))
+        out = []
+        totals: Counter[str] = Counter()
+        for round_ in rounds:
+            mine = [r for r in records if r.round == round_]
+            skipped = dict(self._skipped_by_round.get(round_, {}))
+            counts = {
+                "accepted": len(mine),
+                "evaluated": len(mine) + sum(skipped.values()),
+                "hits": sum(r.hit for r in mine),
+                "stable_vs_reference": sum(r.stable_vs_reference for r in mine),
+                "on_hull": sum(r.on_hull for r in mine),
+            }
+            totals.update(counts)
+            by_n: dict[int, dict[str, int]] = {}
+            for n in sorted({r.n_elements for r in mine}):
+                group = [r for r in mine if r.n_elements == n]
+                by_n[n] = {
+                    "accepted": len(group),
+                    "hits": sum(r.hit for r in group),
+                    "stable_vs_reference": sum(r.stable_vs_reference for r in group),
+                    "on_hull": sum(r.on_hull for r in group),
+                }
+            out.append(
+                {
+                    "round": round_,
+                    **counts,
+                    "skipped": skipped,
+                    "hit_rate": _ratio(counts["hits"], counts["accepted"]),
+                    "by_n_elements": by_n,
+                    **{f"cumulative_{k}": v for k, v in totals.items()},
+                    "cumulative_hit_rate": _ratio(totals["hits"], totals["accepted"]),
+                }
+            )
+        return out
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def _lowest_per_element(parsed: list[tuple[Entry, Chemsys, np.ndarray, float]]) -> dict[str, float]:
+    refs: dict[str, float] = {}
+    for _, chemsys, _, energy in parsed:
+        if len(chemsys) == 1 and energy < refs.get(chemsys[0], np.inf):
+            refs[chemsys[0]] = energy
+    return refs
