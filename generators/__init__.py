@@ -1,0 +1,1 @@
+"""hullhunter package."""

@@ -1,0 +1,5 @@
+"""``python -m hullhunter`` runs the command line."""
+
+from hullhunter.cli import main
+
+main()

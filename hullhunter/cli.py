@@ -1,0 +1,124 @@
+"""The ``hullhunter`` command line: database, FireWorks configuration and campaigns.
+
+Errors print as one line (``error: ...``); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hullhunter import __version__
+from hullhunter.db import DatabaseError, check_connection, mask_uri, server_uri
+from hullhunter.server import LocalServer, ServerError
+from hullhunter.settings import SettingsError, get_settings
+
+console = Console()
+
+app = typer.Typer(
+    help="GNoME-style materials discovery on HPC clusters.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The MongoDB that holds all shared state.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+_state = {"debug": False}
+USER_ERRORS = (SettingsError, ServerError, DatabaseError, ValueError, FileNotFoundError)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"hullhunter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    _state["debug"] = debug
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded MongoDB (or check the configured one answers)."""
+    settings = get_settings()
+    if settings.db_uri:
+        check_connection(settings.db_uri, settings.db_timeout_s).close()
+        console.print(f"using the configured MongoDB at {mask_uri(settings.db_uri)}")
+        return
+    server = LocalServer(settings.local_db_dir)
+    already = server.running()
+    info = already or server.start(port=settings.db_port)
+    word = "already running" if already else "started"
+    console.print(f"MongoDB {word}: {info.uri} (pid {info.pid}, data in {server.data_dir})")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Shut the embedded MongoDB down cleanly."""
+    settings = get_settings()
+    if settings.db_uri:
+        raise ValueError(
+            "HULLHUNTER_DB_URI is set: hullhunter does not stop a server it did not start"
+        )
+    stopped = LocalServer(settings.local_db_dir).stop()
+    console.print("MongoDB stopped" if stopped else "MongoDB was not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Print the MongoDB version, URI and the size of hullhunter's database."""
+    settings = get_settings()
+    uri = server_uri(settings, start=False)
+    client = check_connection(uri, settings.db_timeout_s)
+    try:
+        build = client.admin.command("buildInfo")
+        stats = client[settings.db_name].command("dbStats")
+    finally:
+        client.close()
+    table = Table(show_header=False, box=None)
+    table.add_row("server", "embedded" if not settings.db_uri else "configured")
+    table.add_row("version", f"MongoDB {build['version']}")
+    table.add_row("uri", mask_uri(uri))
+    table.add_row("database", settings.db_name)
+    table.add_row("collections", str(stats.get("collections", 0)))
+    table.add_row("size", f"{stats.get('storageSize', 0) / 1e6:.2f} MB")
+    console.print(table)
+
+
+@app.command("fireworks-config")
+def fireworks_config(
+    folder: Path | None = typer.Option(None, "--dir", help="Where to write the files."),
+    category: str | None = typer.Option(None, help="FireWorks worker category (cpu, gpu)."),
+    name: str | None = typer.Option(None, help="FireWorks worker name."),
+) -> None:
+    """Write my_launchpad.yaml, my_fworker.yaml and jobflow.yaml for lpad/rlaunch/qlaunch."""
+    from hullhunter.fireworks_config import write_config
+
+    paths = write_config(folder=folder, category=category, name=name)
+    for role, path in paths.items():
+        console.print(f"{role:>10}: {path}")
+    console.print("\nFor lpad, rlaunch, qlaunch and jobflow in this shell:")
+    console.print(f"export FW_CONFIG_FILE={paths['fw_config']}", highlight=False)
+    console.print(f"export JOBFLOW_CONFIG_FILE={paths['jobflow']}", highlight=False)
+
+
+def main() -> None:
+    """Entry point: run the app, turning known errors into one line."""
+    try:
+        app()
+    except USER_ERRORS as exc:
+        if _state["debug"]:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

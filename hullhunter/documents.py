@@ -1,0 +1,217 @@
+"""The documents analysts query: campaigns, rounds, candidates, calculations, materials, models.
+
+Defined with mongoengine and indexed for the usual questions (by campaign, round, chemical
+system, formula, status, decomposition energy). Structures are stored as pymatgen dicts;
+each document with one has a ``get_structure()`` that gives the ``Structure`` back.
+Campaigns are referenced by name, so plain pymongo queries stay simple.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    DictField,
+    Document,
+    FileField,
+    FloatField,
+    IntField,
+    ListField,
+    StringField,
+)
+from monty.json import jsanitize
+from pymatgen.core import Composition, Structure
+
+CANDIDATE_STATES = ("generated", "selected", "relaxing", "relaxed", "failed", "rejected")
+CALCULATION_STATES = ("completed", "unconverged", "failed")
+CAMPAIGN_STATES = ("submitted", "running", "paused", "completed", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def structure_dict(structure: Structure) -> dict[str, Any]:
+    """A pymatgen structure as a JSON-safe dict that MongoDB accepts."""
+    return jsanitize(structure.as_dict(), strict=True)
+
+
+def chemsys_of(composition: Composition | str) -> str:
+    """Chemical system label, elements sorted alphabetically and joined by '-'."""
+    return "-".join(sorted(el.symbol for el in Composition(composition).elements))
+
+
+def chemsys_subsystems(chemsys: str) -> list[str]:
+    """Every chemical system inside ``chemsys`` (itself included), for 'in the X-Y-Z space'."""
+    elements = sorted(chemsys.split("-"))
+    return [
+        "-".join(combo)
+        for size in range(1, len(elements) + 1)
+        for combo in itertools.combinations(elements, size)
+    ]
+
+
+class _HasStructure:
+    structure: dict
+
+    def get_structure(self) -> Structure:
+        return Structure.from_dict(self.structure)
+
+
+class Campaign(Document):
+    """One discovery campaign: its configuration and where it stands."""
+
+    name = StringField(required=True, unique=True)
+    config = DictField(required=True)
+    status = StringField(choices=CAMPAIGN_STATES, default="submitted")
+    current_round = IntField(default=0)
+    workflow_ids = ListField(IntField())
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    meta = {"collection": "campaigns", "indexes": ["status"]}
+
+
+class Round(Document):
+    """One turn of the flywheel: counts and metrics as the round ends."""
+
+    campaign = StringField(required=True)
+    number = IntField(required=True, min_value=1)
+    status = StringField(default="running")
+    model_version = IntField()
+    counts = DictField()
+    metrics = DictField()
+    started_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField()
+    meta = {
+        "collection": "rounds",
+        "indexes": [{"fields": ["campaign", "number"], "unique": True}],
+    }
+
+
+class Candidate(_HasStructure, Document):
+    """A generated structure with its provenance, prediction and status."""
+
+    candidate_id = StringField(required=True, unique=True)
+    campaign = StringField(required=True)
+    round = IntField(required=True)
+    pipeline = StringField(choices=("structural", "compositional"), default="structural")
+    structure = DictField(required=True)
+    formula = StringField(required=True)
+    chemsys = StringField(required=True)
+    elements = ListField(StringField())
+    nelements = IntField()
+    nsites = IntField()
+    generator = StringField(required=True)
+    parent_id = StringField()
+    params = DictField()
+    dedup_key = StringField()
+    predicted_energy_per_atom = FloatField()
+    predicted_uncertainty = FloatField()
+    predicted_decomposition_energy = FloatField()
+    status = StringField(choices=CANDIDATE_STATES, default="generated")
+    created_at = DateTimeField(default=utcnow)
+    meta = {
+        "collection": "candidates",
+        "indexes": [
+            ("campaign", "round", "status"),
+            ("campaign", "status", "predicted_decomposition_energy"),
+            ("chemsys", "predicted_decomposition_energy"),
+            ("campaign", "dedup_key"),
+            "formula",
+            "elements",
+        ],
+    }
+
+
+class Calculation(_HasStructure, Document):
+    """One oracle relaxation of a candidate (or seed): energies, structure, what custodian did."""
+
+    candidate_id = StringField(required=True)
+    campaign = StringField(required=True)
+    round = IntField(required=True)
+    oracle = StringField(required=True)
+    oracle_version = StringField()
+    state = StringField(choices=CALCULATION_STATES, required=True)
+    formula = StringField()
+    chemsys = StringField()
+    elements = ListField(StringField())
+    energy = FloatField()
+    energy_per_atom = FloatField()
+    structure = DictField()
+    converged = BooleanField()
+    n_steps = IntField()
+    wall_time_s = FloatField()
+    error = StringField()
+    corrections = ListField(DictField())
+    directory = StringField()
+    decomposition_energy = FloatField()
+    created_at = DateTimeField(default=utcnow)
+    meta = {
+        "collection": "calculations",
+        "indexes": [
+            {"fields": ["campaign", "candidate_id", "oracle"], "unique": True},
+            ("campaign", "round", "state"),
+            ("chemsys", "energy_per_atom"),
+        ],
+    }
+
+
+class Material(_HasStructure, Document):
+    """A crystal on (or once on) the campaign's hull: seeds and discoveries alike."""
+
+    material_id = StringField(required=True)
+    campaign = StringField(required=True)
+    formula = StringField(required=True)
+    chemsys = StringField(required=True)
+    elements = ListField(StringField())
+    nelements = IntField()
+    structure = DictField()
+    energy_per_atom = FloatField(required=True)
+    decomposition_energy = FloatField()
+    is_seed = BooleanField(default=False)
+    round_found = IntField(default=0)
+    generator = StringField()
+    stable_vs_reference = BooleanField(default=False)
+    on_hull = BooleanField(default=False)
+    updated_at = DateTimeField(default=utcnow)
+    meta = {
+        "collection": "materials",
+        "indexes": [
+            {"fields": ["campaign", "material_id"], "unique": True},
+            ("campaign", "chemsys", "decomposition_energy"),
+            ("campaign", "round_found", "on_hull"),
+            "elements",
+            "formula",
+        ],
+    }
+
+
+class ModelVersion(Document):
+    """A trained screening ensemble: metrics, hyperparameters, weights in GridFS."""
+
+    campaign = StringField(required=True)
+    kind = StringField(choices=("structural", "compositional"), required=True)
+    version = IntField(required=True)
+    round = IntField()
+    n_train = IntField()
+    metrics = DictField()
+    hyperparameters = DictField()
+    weights = FileField(collection_name="model_weights")
+    created_at = DateTimeField(default=utcnow)
+    meta = {
+        "collection": "model_versions",
+        "indexes": [{"fields": ["campaign", "kind", "-version"], "unique": True}],
+    }
+
+
+ALL_DOCUMENTS = (Campaign, Round, Candidate, Calculation, Material, ModelVersion)
+
+
+def ensure_indexes() -> None:
+    """Create every index now (mongoengine otherwise builds them on first use)."""
+    for document in ALL_DOCUMENTS:
+        document.ensure_indexes()

@@ -1,0 +1,113 @@
+"""FireWorks and jobflow configuration on hullhunter's MongoDB.
+
+Writes ``my_launchpad.yaml``, ``my_fworker.yaml``, ``FW_config.yaml`` and ``jobflow.yaml``
+into one folder, so the stock ``lpad``, ``rlaunch`` and ``qlaunch`` commands and every
+jobflow job use the same database without hand-editing. Workers need two variables:
+``FW_CONFIG_FILE`` (FireWorks finds the other files through it) and ``JOBFLOW_CONFIG_FILE``
+(otherwise jobflow outputs silently go to an in-memory store).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from fireworks import LaunchPad
+from jobflow import JobStore
+from maggma.stores import GridFSStore, MongoURIStore
+
+from hullhunter.db import server_uri
+from hullhunter.settings import Settings, get_settings
+
+OUTPUTS_COLLECTION = "outputs"
+BLOBS_COLLECTION = "outputs_blobs"
+
+
+def config_dir(settings: Settings | None = None) -> Path:
+    """Folder of the generated FireWorks/jobflow files."""
+    settings = settings or get_settings()
+    return settings.home / "fw_config"
+
+
+def uri_with_database(uri: str, database: str) -> str:
+    """The URI with its path set to ``database`` (FireWorks' ``uri_mode`` reads it there)."""
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
+
+
+def launchpad_config(uri: str, settings: Settings) -> dict:
+    return {
+        "host": uri_with_database(uri, settings.db_name),
+        "uri_mode": True,
+        "name": settings.db_name,
+        "logdir": None,
+        "strm_lvl": "INFO",
+    }
+
+
+def jobflow_config(uri: str, settings: Settings) -> dict:
+    """jobflow settings: documents in MongoDB, blobs (weights, trajectories) in GridFS."""
+    store = {"uri": uri, "database": settings.db_name}
+    return {
+        "JOB_STORE": {
+            "docs_store": {
+                "type": "MongoURIStore",
+                "collection_name": OUTPUTS_COLLECTION,
+                **store,
+            },
+            "additional_stores": {
+                "data": {"type": "GridFSStore", "collection_name": BLOBS_COLLECTION, **store}
+            },
+        }
+    }
+
+
+def write_config(
+    settings: Settings | None = None,
+    folder: Path | None = None,
+    category: str | None = None,
+    name: str | None = None,
+) -> dict[str, Path]:
+    """Write the four config files and return their paths by role."""
+    settings = settings or get_settings()
+    folder = Path(folder or config_dir(settings)).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = server_uri(settings)
+    paths = {
+        "launchpad": folder / "my_launchpad.yaml",
+        "fworker": folder / "my_fworker.yaml",
+        "fw_config": folder / "FW_config.yaml",
+        "jobflow": folder / "jobflow.yaml",
+    }
+    fworker = {
+        "name": name or settings.fworker_name,
+        "category": category or settings.fworker_category,
+        "query": "{}",
+        "env": {},
+    }
+    contents = {
+        "launchpad": launchpad_config(uri, settings),
+        "fworker": fworker,
+        "fw_config": {"CONFIG_FILE_DIR": str(folder), "ECHO_TEST": "hullhunter"},
+        "jobflow": jobflow_config(uri, settings),
+    }
+    for role, path in paths.items():
+        path.write_text(yaml.safe_dump(contents[role], sort_keys=False))
+    return paths
+
+
+def get_launchpad(settings: Settings | None = None) -> LaunchPad:
+    """A LaunchPad on hullhunter's database."""
+    settings = settings or get_settings()
+    return LaunchPad.from_dict(launchpad_config(server_uri(settings), settings))
+
+
+def get_job_store(settings: Settings | None = None) -> JobStore:
+    """The jobflow JobStore on hullhunter's database (outputs + GridFS blobs)."""
+    settings = settings or get_settings()
+    uri = server_uri(settings)
+    return JobStore(
+        MongoURIStore(uri, OUTPUTS_COLLECTION, database=settings.db_name),
+        additional_stores={"data": GridFSStore(settings.db_name, BLOBS_COLLECTION, uri=uri)},
+    )
