@@ -1,5 +1,6 @@
 """Reference hulls, fast decomposition energies and discovery metrics (hullhunter.hull)."""
 
+from hullhunter.hull.convex import Hull, build_hull
 from hullhunter.hull.hullset import (
     MAX_ABS_FORMATION_ENERGY,
     STABILITY_TOL,
@@ -7,11 +8,27 @@ from hullhunter.hull.hullset import (
     HullSet,
     parse_composition,
 )
+from hullhunter.hull.metrics import classification_metrics
+from hullhunter.hull.plots import plot_hit_rate, plot_parity, plot_ternary_hull
+from hullhunter.hull.reference import (
+    elemental_energies,
+    elemental_references,
+    load_mp_reference_entries,
+)
 
 __all__ = [
     "MAX_ABS_FORMATION_ENERGY",
     "STABILITY_TOL",
     "EntryRecord",
+    "Hull",
     "HullSet",
+    "build_hull",
+    "classification_metrics",
+    "elemental_energies",
+    "elemental_references",
+    "load_mp_reference_entries",
     "parse_composition",
+    "plot_hit_rate",
+    "plot_parity",
+    "plot_ternary_hull",
 ]

@@ -294,6 +294,20 @@ class HullSet:
         """Chemical systems ("A-B-C") of the entries in the set."""
         return {chemsys_string(c) for c in self._current.systems()}
 
+    def hull(self, chemsys: str | Iterable[str]) -> Hull:
+        """Current hull of a chemical system ("A-B-C" or element symbols)."""
+        system = tuple(sorted(chemsys.split("-") if isinstance(chemsys, str) else chemsys))
+        if missing := sorted(set(system) - self._current.elements):
+            raise ValueError(
+                f"missing elemental reference for {', '.join(missing)}: "
+                "add an entry for each pure element"
+            )
+        return self._current.hull(system)
+
+    def entry(self, entry_id: str) -> Entry:
+        """The entry with this id."""
+        return self.entries[self._row_of[entry_id]]
+
     def add(self, entries: Iterable[Entry], round: int | None = None) -> set[str]:
         """Add results (one round, or one batch of a round) and return the systems touched.
 
