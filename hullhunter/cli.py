@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hullhunter import __version__
+from hullhunter.campaign_config import CampaignConfigError, load_config
 from hullhunter.db import DatabaseError, check_connection, mask_uri, server_uri
 from hullhunter.server import LocalServer, ServerError
 from hullhunter.settings import SettingsError, get_settings
@@ -27,9 +28,18 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The MongoDB that holds all shared state.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+campaign_app = typer.Typer(help="Discovery campaigns: submit, run, inspect.", no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
 
 _state = {"debug": False}
-USER_ERRORS = (SettingsError, ServerError, DatabaseError, ValueError, FileNotFoundError)
+USER_ERRORS = (
+    SettingsError,
+    ServerError,
+    DatabaseError,
+    CampaignConfigError,
+    ValueError,
+    FileNotFoundError,
+)
 
 
 def _version(value: bool) -> None:
@@ -111,6 +121,132 @@ def fireworks_config(
     console.print("\nFor lpad, rlaunch, qlaunch and jobflow in this shell:")
     console.print(f"export FW_CONFIG_FILE={paths['fw_config']}", highlight=False)
     console.print(f"export JOBFLOW_CONFIG_FILE={paths['jobflow']}", highlight=False)
+
+
+@campaign_app.command("submit")
+def campaign_submit(file: Path = typer.Argument(..., help="Campaign YAML file.")) -> None:
+    """Validate a campaign file and add its seed round to the LaunchPad."""
+    from hullhunter.workflows.campaign import submit_campaign
+
+    config = load_config(file)
+    _, message = submit_campaign(config)
+    console.print(message)
+
+
+@campaign_app.command("run")
+def campaign_run(
+    file: Path = typer.Argument(..., help="Campaign YAML file."),
+    report: Path | None = typer.Option(None, help="Report folder (default: ./reports/NAME)."),
+) -> None:
+    """Submit (or continue) a campaign, run its jobs here until done, and write the report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hullhunter.workflows.campaign import run_local, submit_campaign
+    from hullhunter.workflows.report import write_report
+
+    config = load_config(file)
+    _, message = submit_campaign(config)
+    console.print(message)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("jobs"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(config.name, total=None)
+
+        def show(states) -> None:
+            done = states.get("COMPLETED", 0)
+            progress.update(task, completed=done, total=sum(states.values()))
+
+        final = run_local(config.name, on_progress=show)
+    if final.get("FIZZLED"):
+        raise ValueError(
+            f"{final['FIZZLED']} job(s) failed: see `lpad get_fws -s FIZZLED -d more`, "
+            "fix the cause, then `lpad rerun_fws -s FIZZLED` and run again"
+        )
+    folder = report or Path("reports") / config.name
+    summary = write_report(config.name, folder)
+    _print_status(config.name)
+    console.print(f"report: {summary}")
+
+
+def _print_status(name: str) -> None:
+    from hullhunter.workflows.campaign import status
+
+    state = status(name)
+    console.print(f"campaign {name}: {state['status']}, round {state['current_round']}")
+    table = Table(
+        "round",
+        "status",
+        "generated",
+        "selected",
+        "relaxed",
+        "hits",
+        "hit rate",
+        "model MAE meV/atom",
+        "on hull",
+    )
+    for row in state["rounds"]:
+        table.add_row(
+            str(row["round"]),
+            row["status"],
+            str(row["generated"]),
+            str(row["selected"]),
+            str(row["relaxed"]),
+            str(row["hits"]),
+            "–" if row["hit_rate"] is None else f"{100 * row['hit_rate']:.0f}%",
+            "–" if row["model_mae"] is None else f"{1000 * row['model_mae']:.0f}",
+            str(row["on_hull_total"]),
+        )
+    console.print(table)
+    console.print("jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(state["jobs"].items())))
+    console.print(
+        "candidates: " + ", ".join(f"{k} {v}" for k, v in sorted(state["candidates"].items()))
+    )
+
+
+@campaign_app.command("status")
+def campaign_status(name: str = typer.Argument(..., help="Campaign name.")) -> None:
+    """Rounds, job states from the LaunchPad, candidate counts and hit rate so far."""
+    _print_status(name)
+
+
+@campaign_app.command("report")
+def campaign_report(
+    name: str = typer.Argument(..., help="Campaign name."),
+    folder: Path | None = typer.Option(None, "--dir", help="Default: ./reports/NAME."),
+) -> None:
+    """Write the plots and a Markdown summary of the campaign."""
+    from hullhunter.workflows.report import write_report
+
+    console.print(f"report: {write_report(name, folder or Path('reports') / name)}")
+
+
+@campaign_app.command("pause")
+def campaign_pause(name: str = typer.Argument(..., help="Campaign name.")) -> None:
+    """Pause the campaign's unfinished jobs (running ones finish)."""
+    from hullhunter.workflows.campaign import pause
+
+    console.print(f"paused {pause(name)} workflow(s) of {name}")
+
+
+@campaign_app.command("resume")
+def campaign_resume(name: str = typer.Argument(..., help="Campaign name.")) -> None:
+    """Resume a paused campaign, submitting the next round if it stopped between rounds."""
+    from hullhunter.workflows.campaign import resume
+
+    console.print(f"resumed {resume(name)} workflow(s) of {name}")
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(name: str = typer.Argument(..., help="Campaign name.")) -> None:
+    """Defuse the campaign's unfinished jobs; results already stored stay."""
+    from hullhunter.workflows.campaign import cancel
+
+    console.print(f"cancelled {name} ({cancel(name)} workflow(s) defused)")
 
 
 def main() -> None:

@@ -1,0 +1,201 @@
+"""The campaign file: one YAML document that says what a campaign explores and how.
+
+Validated before anything is submitted; unknown keys, impossible element sets and oracles
+that are not installed are rejected with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pymatgen.core.periodic_table import Element
+
+
+class CampaignConfigError(ValueError):
+    """The campaign file cannot be used as written."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChemicalSpace(_Strict):
+    """Which elements a campaign may combine: a list of elements or of chemical systems."""
+
+    elements: list[str] = Field(default_factory=list)
+    systems: list[str] = Field(default_factory=list)
+    max_elements: int = Field(3, ge=1, le=6, description="most elements in one candidate")
+
+    @field_validator("elements")
+    @classmethod
+    def _known_elements(cls, value: list[str]) -> list[str]:
+        unknown = [symbol for symbol in value if not Element.is_valid_symbol(symbol)]
+        if unknown:
+            raise ValueError(f"unknown element symbol(s) {unknown}")
+        return sorted(set(value))
+
+    @field_validator("systems")
+    @classmethod
+    def _known_systems(cls, value: list[str]) -> list[str]:
+        systems = []
+        for system in value:
+            symbols = system.split("-")
+            unknown = [symbol for symbol in symbols if not Element.is_valid_symbol(symbol)]
+            if unknown:
+                raise ValueError(f"system '{system}' has unknown element symbol(s) {unknown}")
+            systems.append("-".join(sorted(set(symbols))))
+        return sorted(set(systems))
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ChemicalSpace:
+        if not self.elements and not self.systems:
+            raise ValueError("give 'elements' or 'systems' (e.g. systems: [Li-Mn-O])")
+        return self
+
+    @property
+    def all_elements(self) -> list[str]:
+        return sorted(set(self.elements) | {el for s in self.systems for el in s.split("-")})
+
+    def allows(self, elements: list[str] | set[str]) -> bool:
+        """True when a crystal made of ``elements`` lies inside this space."""
+        elements = set(elements)
+        if len(elements) > self.max_elements:
+            return False
+        if self.systems:
+            return any(elements <= set(system.split("-")) for system in self.systems)
+        return elements <= set(self.elements)
+
+
+class Seeds(_Strict):
+    """Starting crystals: the shipped public set, or a user file/folder (CIF, pymatgen JSON)."""
+
+    source: str = Field("builtin", description="'builtin' or a path to CIFs / JSON")
+    max_seeds: int = Field(200, ge=1)
+
+
+class GeneratorLimit(_Strict):
+    enabled: bool = True
+    limit: int = Field(200, ge=0, description="most candidates from this generator per round")
+
+
+class SubstitutionSettings(GeneratorLimit):
+    threshold: float = Field(1e-3, gt=0, lt=1)
+    model: Literal["gnome", "hautier"] = "gnome"
+
+
+class SapsSettings(GeneratorLimit):
+    mode: Literal["symmetry", "orbits"] = "symmetry"
+    max_per_parent: int = Field(20, ge=1)
+    charge_balance: bool = False
+
+
+class CompositionalSettings(_Strict):
+    """The compositional pipeline: formulas -> composition model -> AIRSS structures."""
+
+    max_atoms: int = Field(12, ge=2, description="most atoms per formula unit cell")
+    max_formulas: int = Field(20, ge=1, description="formulas sent to AIRSS per round")
+    structures_per_formula: int = Field(10, ge=1, description="AIRSS structures (GNoME: 100)")
+
+
+class Generators(_Strict):
+    substitution: SubstitutionSettings = Field(default_factory=SubstitutionSettings)
+    saps: SapsSettings = Field(default_factory=SapsSettings)
+    prototypes: GeneratorLimit = Field(default_factory=lambda: GeneratorLimit(limit=100))
+    compositional: CompositionalSettings = Field(default_factory=CompositionalSettings)
+
+
+class Screening(_Strict):
+    """How candidates are chosen for the oracle (GNoME: 50 meV/atom, one per composition)."""
+
+    top_k: int = Field(50, ge=1, description="candidates sent to the oracle per round")
+    max_decomposition_energy: float = Field(0.05, description="eV/atom, predicted")
+    one_per_composition: bool = True
+    exploration_fraction: float = Field(0.1, ge=0, le=1, description="share picked at random")
+    tta: bool = True
+
+
+class ModelSettings(_Strict):
+    preset: Literal["small", "gnome"] = "small"
+    n_models: int = Field(3, ge=1, le=20)
+    max_epochs: int = Field(200, ge=1)
+    seed: int = 0
+
+
+class OracleSettings(_Strict):
+    name: Literal["chgnet", "vasp", "sevennet"] = "chgnet"
+    fmax: float = Field(0.1, gt=0, description="eV/Å, force-field relaxations")
+    max_steps: int = Field(300, ge=1)
+    batch_size: int = Field(10, ge=1, description="candidates per relaxation job")
+
+    @model_validator(mode="after")
+    def _installed(self) -> OracleSettings:
+        module = {"chgnet": "chgnet", "sevennet": "sevenn", "vasp": "atomate2"}[self.name]
+        if importlib.util.find_spec(module) is None:
+            extra = " (pip install -e '.[sevennet]')" if self.name == "sevennet" else ""
+            raise ValueError(f"oracle '{self.name}' needs the package '{module}'{extra}")
+        return self
+
+
+class Budget(_Strict):
+    rounds: int = Field(3, ge=1, description="active-learning rounds after the seed round")
+    max_oracle_calls: int = Field(1000, ge=1)
+    target_new_stable: int | None = Field(None, ge=1, description="stop early at this many")
+
+
+class Workers(_Strict):
+    """FireWorks categories jobs are routed to."""
+
+    cpu_category: str = "cpu"
+    gpu_category: str | None = Field(None, description="training and screening go here if set")
+
+
+class CampaignConfig(_Strict):
+    """Everything one campaign needs; the whole file is stored with the campaign."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    pipelines: list[Literal["structural", "compositional"]] = Field(
+        default_factory=lambda: ["structural"], min_length=1
+    )
+    chemical_space: ChemicalSpace
+    seeds: Seeds = Field(default_factory=Seeds)
+    generators: Generators = Field(default_factory=Generators)
+    screening: Screening = Field(default_factory=Screening)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    oracle: OracleSettings = Field(default_factory=OracleSettings)
+    budget: Budget = Field(default_factory=Budget)
+    workers: Workers = Field(default_factory=Workers)
+
+
+def parse_config(data: dict, origin: str = "campaign file") -> CampaignConfig:
+    """Validate a campaign mapping, reporting each problem as 'key: what is wrong'."""
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(
+                str(part) for part in error["loc"] if not str(part).startswith("function")
+            )
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (check the spelling against examples/)"
+            problems.append(f"{key or '(top level)'}: {message}")
+        raise CampaignConfigError(f"{origin}: " + "; ".join(problems)) from None
+
+
+def load_config(path: Path | str) -> CampaignConfig:
+    """Read and validate a campaign YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CampaignConfigError(f"campaign file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise CampaignConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise CampaignConfigError(f"{path}: expected a mapping of campaign settings")
+    return parse_config(data, origin=str(path))

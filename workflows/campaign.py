@@ -1,0 +1,191 @@
+"""Campaigns on FireWorks: submit, run locally, inspect, pause, resume, cancel.
+
+Each round is one FireWorks workflow converted from its jobflow Flow, so workflows stay
+small; the last job of a round submits the next. Any worker (``rlaunch``, ``qlaunch`` on
+SLURM, or :func:`run_local`) on the same MongoDB can run them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jobflow
+from fireworks import FWorker, LaunchPad
+from fireworks.core.rocket_launcher import launch_rocket
+from hullhunter.workflows.jobs import round_flow
+from hullhunter.workflows.stages import SEED_ROUND
+from jobflow.managers.fireworks import flow_to_workflow
+
+from hullhunter.campaign_config import CampaignConfig
+from hullhunter.db import connect
+from hullhunter.documents import Campaign, Candidate, Round, ensure_indexes
+from hullhunter.fireworks_config import get_job_store, get_launchpad
+from hullhunter.settings import get_settings
+
+ACTIVE_STATES = ("READY", "WAITING", "RESERVED", "RUNNING", "PAUSED")
+
+
+def submit_campaign(config: CampaignConfig) -> tuple[bool, str]:
+    """Store the campaign and submit its seed round; (False, why) if it was already there."""
+    connect()
+    ensure_indexes()
+    document = config.model_dump(mode="json")
+    existing = Campaign.objects(name=config.name).first()
+    if existing is not None:
+        if existing.config != document:
+            raise ValueError(
+                f"campaign '{config.name}' exists with a different configuration: "
+                "give the new one another name, or cancel the old one first"
+            )
+        return False, f"campaign '{config.name}' was already submitted: nothing added"
+    Campaign(name=config.name, config=document, status="running").save()
+    submit_round(config.name, SEED_ROUND)
+    return True, f"campaign '{config.name}' submitted (seed round)"
+
+
+def submit_round(name: str, round_number: int) -> int | None:
+    """Add one round's workflow to the LaunchPad, once: a second call adds nothing."""
+    previous = Round.objects(campaign=name, number=round_number).modify(
+        upsert=True, new=False, set_on_insert__status="submitted"
+    )
+    if previous is not None:
+        return None
+    workflow = flow_to_workflow(round_flow(name, round_number))
+    id_map = get_launchpad().add_wf(workflow)
+    root = min(id_map.values())
+    Campaign.objects(name=name).update_one(
+        push__workflow_ids=root, set__updated_at=datetime.now(UTC)
+    )
+    return root
+
+
+def _campaign(name: str) -> Campaign:
+    connect()
+    campaign = Campaign.objects(name=name).first()
+    if campaign is None:
+        known = ", ".join(Campaign.objects.distinct("name")) or "none yet"
+        raise ValueError(f"no campaign named '{name}' (known: {known})")
+    return campaign
+
+
+def firework_states(name: str, launchpad: LaunchPad | None = None) -> Counter[str]:
+    """Firework states of the campaign's jobs, from the LaunchPad."""
+    launchpad = launchpad or get_launchpad()
+    states = launchpad.fireworks.find({"spec.hullhunter_campaign": name}, {"state": 1})
+    return Counter(doc["state"] for doc in states)
+
+
+def pause(name: str) -> int:
+    """Pause the campaign's unfinished workflows; returns how many were paused."""
+    campaign = _campaign(name)
+    launchpad = get_launchpad()
+    count = 0
+    for fw_id in campaign.workflow_ids:
+        if launchpad.get_wf_summary_dict(fw_id)["state"] not in ("COMPLETED", "DEFUSED"):
+            launchpad.pause_wf(fw_id)
+            count += 1
+    campaign.update(set__status="paused", set__updated_at=datetime.now(UTC))
+    return count
+
+
+def resume(name: str) -> int:
+    """Resume paused workflows; submit the next round if the campaign stopped between rounds."""
+    campaign = _campaign(name)
+    launchpad = get_launchpad()
+    count = 0
+    for fw_id in campaign.workflow_ids:
+        if launchpad.get_wf_summary_dict(fw_id)["state"] == "PAUSED":
+            launchpad.resume_wf(fw_id)
+            count += 1
+    campaign.update(set__status="running", set__updated_at=datetime.now(UTC))
+    last = Round.objects(campaign=name).order_by("-number").first()
+    if last is not None and last.status == "completed":
+        from hullhunter.workflows.jobs import stop_reason
+
+        if stop_reason(name, last.number) is None:
+            submit_round(name, last.number + 1)
+            count += 1
+    return count
+
+
+def cancel(name: str) -> int:
+    """Defuse every unfinished firework of the campaign; nothing done is deleted."""
+    campaign = _campaign(name)
+    launchpad = get_launchpad()
+    for fw_id in campaign.workflow_ids:
+        launchpad.defuse_wf(fw_id)
+    campaign.update(set__status="cancelled", set__updated_at=datetime.now(UTC))
+    return len(campaign.workflow_ids)
+
+
+def status(name: str) -> dict[str, Any]:
+    """Where the campaign stands: rounds with counts and metrics, jobs, candidates."""
+    campaign = _campaign(name)
+    rounds = [
+        {
+            "round": r.number,
+            "status": r.status,
+            "generated": sum((r.counts or {}).get("generated", {}).values()),
+            "selected": (r.counts or {}).get("selected"),
+            "relaxed": (r.metrics or {}).get("accepted"),
+            "hits": (r.metrics or {}).get("hits"),
+            "hit_rate": (r.metrics or {}).get("hit_rate"),
+            "model_mae": (r.metrics or {}).get("model_mae_ev_per_atom"),
+            "on_hull_total": (r.metrics or {}).get("on_hull_total"),
+        }
+        for r in Round.objects(campaign=name).order_by("number")
+    ]
+    by_status = {
+        item["_id"]: item["n"]
+        for item in Candidate.objects(campaign=name).aggregate(
+            [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+        )
+    }
+    return {
+        "name": name,
+        "status": campaign.status,
+        "current_round": campaign.current_round,
+        "rounds": rounds,
+        "jobs": dict(firework_states(name)),
+        "candidates": by_status,
+    }
+
+
+def run_local(
+    name: str,
+    on_progress: Callable[[Counter[str]], None] | None = None,
+    max_launches: int = 10_000,
+) -> Counter[str]:
+    """Run the campaign's jobs in this process until none is left (``rlaunch`` in-process).
+
+    Jobs run one at a time, in the campaign's run folder. Returns the final firework states;
+    a FIZZLED job stops the loop so its error can be read (``lpad get_fws -s FIZZLED -d all``).
+    """
+    campaign = _campaign(name)
+    config = CampaignConfig.model_validate(campaign.config)
+    launchpad = get_launchpad()
+    jobflow.SETTINGS.JOB_STORE = get_job_store()
+    categories = sorted({config.workers.cpu_category, config.workers.gpu_category or "cpu"})
+    worker = FWorker(
+        name="hullhunter-local", category=categories, query={"spec.hullhunter_campaign": name}
+    )
+    run_dir = get_settings().runs_dir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start_dir = Path.cwd()
+    os.chdir(run_dir)
+    try:
+        for _ in range(max_launches):
+            states = firework_states(name, launchpad)
+            if on_progress:
+                on_progress(states)
+            if states.get("FIZZLED") or not states.get("READY"):
+                break
+            launch_rocket(launchpad, worker, strm_lvl="WARNING")
+    finally:
+        os.chdir(start_dir)
+    return firework_states(name, launchpad)

@@ -1,0 +1,84 @@
+"""The campaign report: plots and a Markdown summary written to a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hullhunter.hull import plot_hit_rate, plot_parity, plot_ternary_hull
+from hullhunter.workflows.campaign import status
+from hullhunter.workflows.stages import SEED_ROUND, build_hull
+
+from hullhunter.db import connect
+from hullhunter.documents import Material, Round
+
+MAX_TERNARY_PLOTS = 6
+
+
+def write_report(name: str, folder: Path | str) -> Path:
+    """Write hit-rate, parity and ternary-hull plots plus ``summary.md``; returns its path."""
+    connect()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = status(name)
+    rounds = list(Round.objects(campaign=name, number__gt=SEED_ROUND).order_by("number"))
+    lines = [
+        f"# Campaign {name}",
+        "",
+        f"Status: **{state['status']}**, current round {state['current_round']}. "
+        "Stability is measured on the campaign's own oracle-recomputed hull.",
+        "",
+        "| round | generated | selected | relaxed | hits | hit rate | model MAE (meV/atom) "
+        "| on hull (total) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in state["rounds"]:
+        lines.append(
+            f"| {row['round']} | {row['generated']} | {row['selected']} | {row['relaxed']} "
+            f"| {row['hits']} | {_pct(row['hit_rate'])} | {_mev(row['model_mae'])} "
+            f"| {row['on_hull_total']} |"
+        )
+    with_metrics = [r.metrics for r in rounds if r.metrics and "hit_rate" in r.metrics]
+    if with_metrics:
+        plot_hit_rate(with_metrics, folder / "hit_rate.png")
+        lines += ["", "![hit rate per round](hit_rate.png)"]
+    for round_doc in rounds:
+        parity = (round_doc.metrics or {}).get("parity")
+        if parity and parity["predicted"]:
+            file = f"parity_round{round_doc.number}.png"
+            plot_parity(parity["predicted"], parity["oracle"], folder / file)
+            lines += [
+                "",
+                f"Round {round_doc.number}: predicted vs oracle energy",
+                "",
+                f"![]({file})",
+            ]
+    new = Material.objects(campaign=name, is_seed=False, on_hull=True).order_by(
+        "decomposition_energy"
+    )
+    lines += ["", f"## New materials on the hull ({new.count()})", ""]
+    if new.count():
+        lines += ["| formula | system | round | generator | decomposition energy (meV/atom) |"]
+        lines += ["|---|---|---|---|---|"]
+        for material in new:
+            lines.append(
+                f"| {material.formula} | {material.chemsys} | {material.round_found} "
+                f"| {material.generator} | {_mev(material.decomposition_energy)} |"
+            )
+    ternaries = sorted({m.chemsys for m in new if m.nelements == 3})[:MAX_TERNARY_PLOTS]
+    if ternaries:
+        hull = build_hull(name)
+        for chemsys in ternaries:
+            file = f"hull_{chemsys}.png"
+            plot_ternary_hull(hull, chemsys, folder / file)
+            lines += ["", f"![{chemsys} hull]({file})"]
+    summary = folder / "summary.md"
+    summary.write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _mev(value: float | None) -> str:
+    return "–" if value is None else f"{1000 * value:.0f}"

@@ -1,0 +1,601 @@
+"""The stages of one flywheel round, as plain functions over the campaign's MongoDB documents.
+
+Each stage reads what it needs from MongoDB and writes its results back before it returns,
+so every stage is idempotent: a job rerun after a lost worker picks up where the last one
+stopped (finished calculations are never recomputed, generated candidates are deduplicated).
+The jobflow jobs in :mod:`hullhunter.workflows.jobs` only call these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import tarfile
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hullhunter.hull import HullSet, classification_metrics
+from hullhunter.workflows.oracles import OracleResult, get_oracle
+from pymatgen.core import Composition, Structure
+from pymatgen.entries.computed_entries import ComputedStructureEntry
+
+from hullhunter import generators, models
+from hullhunter.campaign_config import CampaignConfig
+from hullhunter.documents import (
+    Calculation,
+    Campaign,
+    Candidate,
+    Material,
+    ModelVersion,
+    Round,
+    chemsys_of,
+    structure_dict,
+)
+
+SEED_ROUND = 0
+
+
+def load_campaign(name: str) -> tuple[Campaign, CampaignConfig]:
+    """The campaign document and its validated configuration."""
+    campaign = Campaign.objects(name=name).first()
+    if campaign is None:
+        raise ValueError(f"no campaign named '{name}': submit it first")
+    return campaign, CampaignConfig.model_validate(campaign.config)
+
+
+def candidate_id(campaign: str, structure: Structure) -> str:
+    """Deterministic id: the same structure in the same campaign always gets the same id."""
+    digest = hashlib.sha1(
+        f"{campaign}|{structure.composition.formula}|{structure.lattice.abc}|"
+        f"{structure.frac_coords.round(4).tolist()}".encode()
+    ).hexdigest()
+    return f"{campaign}-{digest[:12]}"
+
+
+# --- generate -------------------------------------------------------------------------
+
+
+def generate(name: str, round_number: int) -> dict[str, int]:
+    """Make this round's candidates and store the new ones; returns counts by generator."""
+    _, config = load_campaign(name)
+    space = config.chemical_space
+    if round_number == SEED_ROUND:
+        stream = _seed_candidates(config)
+    else:
+        stream = _structural_candidates(name, config)
+        if "compositional" in config.pipelines:
+            stream = _chain(stream, _compositional_candidates(name, config))
+    inside = (c for c in stream if space.allows({el.symbol for el in c.structure.composition}))
+    return _store_new_candidates(name, round_number, inside)
+
+
+def _chain(*streams: Iterable) -> Iterator:
+    for stream in streams:
+        yield from stream
+
+
+def _seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
+    """The campaign's known crystals, elements first (the hull needs every elemental reference)."""
+    source = None if config.seeds.source == "builtin" else config.seeds.source
+    seeds = generators.load_seeds(source, elements=config.chemical_space.all_elements)
+    seeds.sort(key=lambda seed: (len(seed.structure.composition.elements), len(seed.structure)))
+    for seed in seeds[: config.seeds.max_seeds]:
+        yield generators.Candidate(
+            structure=seed.structure,
+            generator="seed",
+            parent_id=seed.id,
+            params={"source": seed.source, "license": seed.license},
+        )
+
+
+def _hull_parents(name: str) -> list[generators.Seed]:
+    return [
+        generators.Seed(
+            id=m.material_id, structure=m.get_structure(), source="campaign", license=""
+        )
+        for m in Material.objects(campaign=name, on_hull=True)
+    ]
+
+
+def _known_formulas(name: str) -> set[str]:
+    return set(Calculation.objects(campaign=name).distinct("formula")) | set(
+        Material.objects(campaign=name).distinct("formula")
+    )
+
+
+def _structural_candidates(name: str, config: CampaignConfig) -> Iterator[generators.Candidate]:
+    parents = _hull_parents(name)
+    known = _known_formulas(name)
+    allowed = config.chemical_space.all_elements
+    settings = config.generators
+    if settings.substitution.enabled and settings.substitution.limit:
+        yield from generators.substitute(
+            parents,
+            known_formulas=known,
+            allowed_elements=allowed,
+            threshold=settings.substitution.threshold,
+            model=settings.substitution.model,
+            limit=settings.substitution.limit,
+        )
+    if settings.saps.enabled and settings.saps.limit:
+        yield from generators.saps(
+            parents,
+            known_formulas=known,
+            allowed_elements=allowed,
+            mode=settings.saps.mode,
+            max_per_parent=settings.saps.max_per_parent,
+            charge_balance=settings.saps.charge_balance,
+            limit=settings.saps.limit,
+        )
+    if settings.prototypes.enabled and settings.prototypes.limit:
+        yield from generators.decorate_prototypes(
+            parents, allowed_elements=allowed, limit=settings.prototypes.limit
+        )
+
+
+def _compositional_candidates(name: str, config: CampaignConfig) -> Iterator[generators.Candidate]:
+    """Formulas the compositional model puts near the hull, then AIRSS structures for each."""
+    ensemble = latest_model(name, "compositional")
+    if ensemble is None:
+        return
+    settings = config.generators.compositional
+    known = _known_formulas(name)
+    formulas = [
+        composition
+        for composition in generators.enumerate_compositions(
+            config.chemical_space.all_elements,
+            max_elements=config.chemical_space.max_elements,
+            max_atoms=settings.max_atoms,
+        )
+        if composition.reduced_formula not in known
+        and config.chemical_space.allows({el.symbol for el in composition.elements})
+    ]
+    if not formulas:
+        return
+    hull = current_hull(name)
+    predicted = ensemble.predict(formulas, progress=False).energy_per_atom
+    decomposition = hull.decomposition_energy(formulas, predicted)
+    order = np.argsort(decomposition)
+    chosen = [
+        formulas[i] for i in order if decomposition[i] <= config.screening.max_decomposition_energy
+    ][: settings.max_formulas]
+    for composition in chosen:
+        for candidate in generators.random_structures(
+            composition, n=settings.structures_per_formula
+        ):
+            candidate.params["pipeline"] = "compositional"
+            yield candidate
+
+
+def _store_new_candidates(
+    name: str, round_number: int, stream: Iterable[generators.Candidate]
+) -> dict[str, int]:
+    """Insert candidates that no earlier candidate of the campaign duplicates."""
+    candidates = list(stream)
+    dedup = generators.Deduplicator()
+    keys = [dedup.key(c.structure) for c in candidates]
+    for earlier in Candidate.objects(campaign=name, dedup_key__in=sorted(set(keys))).only(
+        "candidate_id", "structure"
+    ):
+        dedup.add(earlier.get_structure(), earlier.candidate_id)
+    counts: Counter[str] = Counter()
+    new_docs = []
+    for candidate, key in zip(candidates, keys, strict=True):
+        identifier = candidate_id(name, candidate.structure)
+        if dedup.add(candidate.structure, identifier) is not None:
+            counts["duplicates"] += 1
+            continue
+        composition = candidate.structure.composition
+        elements = sorted(el.symbol for el in composition.elements)
+        pipeline = candidate.params.get("pipeline", "structural")
+        new_docs.append(
+            Candidate(
+                candidate_id=identifier,
+                campaign=name,
+                round=round_number,
+                pipeline=pipeline,
+                structure=structure_dict(candidate.structure),
+                formula=composition.reduced_formula,
+                chemsys=chemsys_of(composition),
+                elements=elements,
+                nelements=len(elements),
+                nsites=len(candidate.structure),
+                generator=candidate.generator,
+                parent_id=candidate.parent_id,
+                params=candidate.as_dict().get("params", {}),
+                dedup_key=key,
+            )
+        )
+        counts[candidate.generator] += 1
+    if new_docs:
+        Candidate.objects.insert(new_docs, load_bulk=False)
+    return dict(counts)
+
+
+# --- screen ---------------------------------------------------------------------------
+
+
+def screen(name: str, round_number: int) -> list[str]:
+    """Predict, score against the current hull and select this round's candidates for the oracle.
+
+    GNoME's rule: predicted decomposition energy at most ``max_decomposition_energy``, the
+    lowest-energy structure per composition, best first; an ``exploration_fraction`` of the
+    places goes to random other candidates. Compositional (AIRSS) candidates were already
+    filtered by the compositional model and all go on.
+    """
+    _, config = load_campaign(name)
+    pending = list(Candidate.objects(campaign=name, round=round_number, status="generated"))
+    budget_left = config.budget.max_oracle_calls - Calculation.objects(campaign=name).count()
+    if round_number == SEED_ROUND:
+        chosen = pending
+    else:
+        chosen = _choose(name, config, pending, max(budget_left, 0))
+    chosen_ids = {c.candidate_id for c in chosen}
+    Candidate.objects(candidate_id__in=sorted(chosen_ids)).update(set__status="selected")
+    rejected = [c.candidate_id for c in pending if c.candidate_id not in chosen_ids]
+    Candidate.objects(candidate_id__in=rejected).update(set__status="rejected")
+    selected = Candidate.objects(campaign=name, round=round_number, status__in=["selected"])
+    return sorted(selected.distinct("candidate_id"))
+
+
+def _choose(
+    name: str, config: CampaignConfig, pending: list[Candidate], budget_left: int
+) -> list[Candidate]:
+    compositional = [c for c in pending if c.pipeline == "compositional"]
+    structural = [c for c in pending if c.pipeline != "compositional"]
+    places = min(config.screening.top_k, budget_left)
+    compositional = compositional[: max(places - 1, 0)] if structural else compositional[:places]
+    places -= len(compositional)
+    if not structural or places <= 0:
+        return compositional
+    ensemble = latest_model(name, "structural")
+    structures = [c.get_structure() for c in structural]
+    prediction = ensemble.predict(structures, tta=config.screening.tta, progress=False)
+    hull = current_hull(name)
+    decomposition = hull.decomposition_energy(
+        [s.composition for s in structures], prediction.energy_per_atom
+    )
+    for doc, energy, spread, e_d in zip(
+        structural, prediction.energy_per_atom, prediction.iqr, decomposition, strict=True
+    ):
+        doc.update(
+            set__predicted_energy_per_atom=float(energy),
+            set__predicted_uncertainty=float(spread),
+            set__predicted_decomposition_energy=float(e_d),
+        )
+    order = np.argsort(decomposition, kind="stable")
+    best_per_formula: dict[str, int] = {}
+    for index in order:
+        formula = structural[index].formula
+        if config.screening.one_per_composition and formula in best_per_formula:
+            continue
+        best_per_formula.setdefault(formula, index)
+    ranked = list(best_per_formula.values()) if config.screening.one_per_composition else order
+    n_explore = round(places * config.screening.exploration_fraction)
+    exploit = [i for i in ranked if decomposition[i] <= config.screening.max_decomposition_energy][
+        : places - n_explore
+    ]
+    rest = [i for i in ranked if i not in set(exploit)]
+    rng = random.Random(f"{name}-{structural[0].round}")
+    explore = rng.sample(rest, min(places - len(exploit), n_explore, len(rest)))
+    return compositional + [structural[i] for i in [*exploit, *explore]]
+
+
+# --- relax ----------------------------------------------------------------------------
+
+
+def relax(name: str, round_number: int, candidate_ids: list[str]) -> dict[str, int]:
+    """Relax one batch with the campaign's oracle, saving each result as it finishes.
+
+    Candidates that already have a calculation by this oracle (a rerun after a lost worker)
+    are skipped, so nothing finished is computed twice.
+    """
+    _, config = load_campaign(name)
+    oracle_name = config.oracle.name
+    done = set(
+        Calculation.objects(
+            campaign=name, oracle=oracle_name, candidate_id__in=candidate_ids
+        ).distinct("candidate_id")
+    )
+    todo = [
+        c
+        for c in Candidate.objects(candidate_id__in=candidate_ids).order_by("candidate_id")
+        if c.candidate_id not in done
+    ]
+    counts = Counter({"skipped_finished": len(done)})
+    if not todo:
+        return dict(counts)
+    Candidate.objects(candidate_id__in=[c.candidate_id for c in todo]).update(
+        set__status="relaxing"
+    )
+    oracle = get_oracle(oracle_name, **_oracle_settings(config))
+
+    def save(result: OracleResult) -> None:
+        _save_calculation(name, round_number, result)
+        counts[_calculation_state(result)] += 1
+
+    oracle.relax([c.get_structure() for c in todo], [c.candidate_id for c in todo], on_result=save)
+    return dict(counts)
+
+
+def _oracle_settings(config: CampaignConfig) -> dict[str, Any]:
+    if config.oracle.name == "vasp":
+        return {}
+    return {"fmax": config.oracle.fmax, "max_steps": config.oracle.max_steps}
+
+
+def _calculation_state(result: OracleResult) -> str:
+    if result.error:
+        return "failed"
+    return "completed" if result.converged else "unconverged"
+
+
+def _save_calculation(name: str, round_number: int, result: OracleResult) -> None:
+    state = _calculation_state(result)
+    composition = Composition(result.formula) if result.formula else None
+    Calculation.objects(
+        campaign=name, candidate_id=result.candidate_id, oracle=result.oracle
+    ).update_one(
+        upsert=True,
+        set__round=round_number,
+        set__oracle_version=result.oracle_version,
+        set__state=state,
+        set__formula=composition.reduced_formula if composition else None,
+        set__chemsys=chemsys_of(composition) if composition else None,
+        set__elements=sorted(el.symbol for el in composition.elements) if composition else [],
+        set__energy=_finite_or_none(result.energy),
+        set__energy_per_atom=_finite_or_none(result.energy_per_atom),
+        set__structure=structure_dict(result.structure) if result.structure else {},
+        set__converged=bool(result.converged),
+        set__n_steps=result.n_steps,
+        set__wall_time_s=result.wall_time_s,
+        set__error=result.error,
+        set__corrections=list(result.corrections or []),
+        set__directory=result.directory,
+        set__created_at=datetime.now(UTC),
+    )
+    Candidate.objects(candidate_id=result.candidate_id).update_one(
+        set__status="failed" if state == "failed" else "relaxed"
+    )
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+# --- hull -----------------------------------------------------------------------------
+
+
+def _entry(calc: Calculation) -> ComputedStructureEntry:
+    structure = calc.get_structure()
+    return ComputedStructureEntry(
+        structure,
+        calc.energy_per_atom * len(structure),
+        entry_id=calc.candidate_id,
+        data={"round": calc.round},
+    )
+
+
+def _usable_calculations(name: str, up_to_round: int | None = None) -> list[Calculation]:
+    """Converged calculations: the only ones counted as evidence of (in)stability."""
+    query = {"campaign": name, "state": "completed", "energy_per_atom__ne": None}
+    if up_to_round is not None:
+        query["round__lte"] = up_to_round
+    return list(Calculation.objects(**query).order_by("round", "candidate_id"))
+
+
+def build_hull(name: str, up_to_round: int | None = None) -> HullSet:
+    """The campaign's hull: seed calculations as the reference, then each round in order."""
+    calculations = _usable_calculations(name, up_to_round)
+    seeds = [c for c in calculations if c.round == SEED_ROUND]
+    if not seeds:
+        raise ValueError(f"campaign '{name}' has no relaxed seeds yet: the seed round must run")
+    hull = HullSet([_entry(c) for c in seeds])
+    rounds = sorted({c.round for c in calculations if c.round != SEED_ROUND})
+    for number in rounds:
+        hull.add([_entry(c) for c in calculations if c.round == number], round=number)
+    return hull
+
+
+def current_hull(name: str) -> HullSet:
+    return build_hull(name)
+
+
+def update_hull(name: str, round_number: int) -> dict[str, Any]:
+    """Place this round's results on the hull; refresh Material documents and round metrics."""
+    hull = build_hull(name, up_to_round=round_number)
+    calculations = {c.candidate_id: c for c in _usable_calculations(name, round_number)}
+    candidates = {
+        c.candidate_id: c
+        for c in Candidate.objects(campaign=name, candidate_id__in=list(calculations))
+    }
+    records = {record.entry_id: record for record in hull.records()}
+    for entry_id, record in records.items():
+        calc = calculations[entry_id]
+        is_seed = calc.round == SEED_ROUND
+        if not (is_seed or record.hit or record.on_hull):
+            continue
+        structure = calc.get_structure()
+        elements = sorted(el.symbol for el in structure.composition.elements)
+        candidate = candidates.get(entry_id)
+        Material.objects(campaign=name, material_id=entry_id).update_one(
+            upsert=True,
+            set__formula=calc.formula,
+            set__chemsys=calc.chemsys,
+            set__elements=elements,
+            set__nelements=len(elements),
+            set__structure=calc.structure,
+            set__energy_per_atom=calc.energy_per_atom,
+            set__decomposition_energy=record.decomposition_energy,
+            set__is_seed=is_seed,
+            set__round_found=calc.round,
+            set__generator=candidate.generator if candidate else None,
+            set__stable_vs_reference=bool(record.stable_vs_reference),
+            set__on_hull=bool(record.on_hull),
+            set__updated_at=datetime.now(UTC),
+        )
+    metrics = _round_metrics(name, round_number, hull)
+    metrics = mongo_safe(metrics)
+    Round.objects(campaign=name, number=round_number).update_one(
+        upsert=True, set__metrics=metrics, set__status="relaxed"
+    )
+    return metrics
+
+
+def _round_metrics(name: str, round_number: int, hull: HullSet) -> dict[str, Any]:
+    per_round = {m["round"]: m for m in hull.round_metrics()}
+    metrics: dict[str, Any] = dict(per_round.get(round_number, {}))
+    calcs = Calculation.objects(campaign=name, round=round_number)
+    metrics["calculations"] = dict(Counter(c.state for c in calcs))
+    metrics["on_hull_total"] = Material.objects(campaign=name, on_hull=True).count()
+    metrics["new_on_hull_total"] = Material.objects(
+        campaign=name, on_hull=True, is_seed=False
+    ).count()
+    if round_number != SEED_ROUND:
+        metrics.update(_model_error(name, round_number, hull))
+    return metrics
+
+
+def _model_error(name: str, round_number: int, hull: HullSet) -> dict[str, Any]:
+    """How well the screening model predicted this round's oracle energies."""
+    pairs = []
+    for candidate in Candidate.objects(
+        campaign=name, round=round_number, predicted_energy_per_atom__ne=None
+    ):
+        calc = Calculation.objects(
+            campaign=name, candidate_id=candidate.candidate_id, state="completed"
+        ).first()
+        if calc is not None and calc.energy_per_atom is not None:
+            pairs.append(
+                (
+                    candidate.predicted_energy_per_atom,
+                    calc.energy_per_atom,
+                    candidate.predicted_decomposition_energy,
+                    candidate.candidate_id,
+                )
+            )
+    if not pairs:
+        return {}
+    predicted, oracle, predicted_ed, ids = (list(column) for column in zip(*pairs, strict=True))
+    records = {r.entry_id: r for r in hull.records()}
+    true_ed = [records[i].e_vs_previous if i in records else np.nan for i in ids]
+    keep = np.isfinite(true_ed)
+    classification = classification_metrics(
+        np.asarray(predicted_ed)[keep], np.asarray(true_ed)[keep]
+    )
+    return {
+        "model_mae_ev_per_atom": float(np.mean(np.abs(np.subtract(predicted, oracle)))),
+        "n_predicted": len(pairs),
+        "screening": classification,
+        "parity": {"predicted": predicted, "oracle": oracle},
+    }
+
+
+def mongo_safe(value: Any) -> Any:
+    """Plain types MongoDB stores: string keys, Python floats, None for NaN."""
+    if isinstance(value, dict):
+        return {str(key): mongo_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [mongo_safe(item) for item in value]
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+# --- retrain --------------------------------------------------------------------------
+
+
+def model_config(config: CampaignConfig) -> models.GNoMEConfig:
+    base = models.GNoMEConfig.small() if config.model.preset == "small" else models.GNoMEConfig()
+    return models.GNoMEConfig.from_dict(
+        {**base.to_dict(), "max_epochs": config.model.max_epochs, "seed": config.model.seed}
+    )
+
+
+def retrain(name: str, round_number: int) -> dict[str, Any]:
+    """Train new ensembles (warm start from the last) on every converged oracle result."""
+    _, config = load_campaign(name)
+    calculations = _usable_calculations(name, round_number)
+    hull = build_hull(name, round_number)
+    elemental = {el: float(e.energy_per_atom) for el, e in hull.elemental_references.items()}
+    structures = [c.get_structure() for c in calculations]
+    energies = [c.energy_per_atom for c in calculations]
+    previous = latest_model(name, "structural")
+    ensemble, metrics = models.train_ensemble(
+        structures,
+        energies,
+        elemental,
+        config=model_config(config),
+        n_models=config.model.n_models,
+        init_from=previous,
+    )
+    versions = {"structural": _save_model(name, round_number, ensemble, metrics, len(structures))}
+    if "compositional" in config.pipelines:
+        lowest: dict[str, tuple[Composition, float]] = {}
+        for calc in calculations:
+            if calc.formula not in lowest or calc.energy_per_atom < lowest[calc.formula][1]:
+                lowest[calc.formula] = (Composition(calc.formula), calc.energy_per_atom)
+        comp_ensemble, comp_metrics = models.train_composition_ensemble(
+            [c for c, _ in lowest.values()],
+            [e for _, e in lowest.values()],
+            elemental,
+            config=model_config(config),
+            n_models=config.model.n_models,
+            init_from=latest_model(name, "compositional"),
+        )
+        versions["compositional"] = _save_model(
+            name, round_number, comp_ensemble, comp_metrics, len(lowest)
+        )
+    return versions
+
+
+def _save_model(name: str, round_number: int, ensemble, metrics: dict, n_train: int) -> int:
+    """Store an ensemble's checkpoint files in GridFS as the next ModelVersion."""
+    kind = ensemble.kind
+    last = ModelVersion.objects(campaign=name, kind=kind).order_by("-version").first()
+    version = (last.version + 1) if last else 1
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory() as folder:
+        path = ensemble.save(Path(folder) / "model.pt")
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for member in sorted(Path(path).parent.iterdir()):
+                archive.add(member, arcname=member.name)
+    buffer.seek(0)
+    doc = ModelVersion(
+        campaign=name,
+        kind=kind,
+        version=version,
+        round=round_number,
+        n_train=n_train,
+        metrics=mongo_safe(metrics),
+        hyperparameters=ensemble.config.to_dict(),
+    )
+    doc.weights.put(buffer, content_type="application/gzip", filename=f"{name}-{kind}-{version}")
+    doc.save()
+    return version
+
+
+def latest_model(name: str, kind: str):
+    """The newest ensemble of ``kind`` for the campaign, loaded from GridFS, or None."""
+    doc = ModelVersion.objects(campaign=name, kind=kind).order_by("-version").first()
+    if doc is None:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        with tarfile.open(fileobj=io.BytesIO(doc.weights.read()), mode="r:gz") as archive:
+            archive.extractall(folder, filter="data")
+        return models.load_ensemble(Path(folder) / "model.pt")
+
+
+def batches(ids: list[str], size: int) -> list[list[str]]:
+    """Split candidate ids into relaxation batches of at most ``size``."""
+    iterator = iter(ids)
+    return [batch for batch in iter(lambda: list(islice(iterator, size)), [])]
