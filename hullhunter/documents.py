@@ -79,7 +79,7 @@ class Round(Document):
     """One turn of the flywheel: counts and metrics as the round ends."""
 
     campaign = StringField(required=True)
-    number = IntField(required=True, min_value=1)
+    number = IntField(required=True, min_value=0)
     status = StringField(default="running")
     model_version = IntField()
     counts = DictField()

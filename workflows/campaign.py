@@ -17,8 +17,6 @@ from typing import Any
 import jobflow
 from fireworks import FWorker, LaunchPad
 from fireworks.core.rocket_launcher import launch_rocket
-from hullhunter.workflows.jobs import round_flow
-from hullhunter.workflows.stages import SEED_ROUND
 from jobflow.managers.fireworks import flow_to_workflow
 
 from hullhunter.campaign_config import CampaignConfig
@@ -26,6 +24,8 @@ from hullhunter.db import connect
 from hullhunter.documents import Campaign, Candidate, Round, ensure_indexes
 from hullhunter.fireworks_config import get_job_store, get_launchpad
 from hullhunter.settings import get_settings
+from hullhunter.workflows.jobs import round_flow
+from hullhunter.workflows.stages import SEED_ROUND
 
 ACTIVE_STATES = ("READY", "WAITING", "RESERVED", "RUNNING", "PAUSED")
 

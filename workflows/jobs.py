@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from hullhunter.workflows import stages
 from jobflow import Flow, Job, Response, job
 
 from hullhunter.db import connect
 from hullhunter.documents import Calculation, Campaign, Round
+from hullhunter.workflows import stages
 
 
 def _route(new_job: Job, campaign: str, category: str) -> Job:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hullhunter.db import connect
+from hullhunter.documents import Material, Round
 from hullhunter.hull import plot_hit_rate, plot_parity, plot_ternary_hull
 from hullhunter.workflows.campaign import status
 from hullhunter.workflows.stages import SEED_ROUND, build_hull
-
-from hullhunter.db import connect
-from hullhunter.documents import Material, Round
 
 MAX_TERNARY_PLOTS = 6
 

@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hullhunter.hull import HullSet, classification_metrics
-from hullhunter.workflows.oracles import OracleResult, get_oracle
 from pymatgen.core import Composition, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
@@ -38,6 +36,8 @@ from hullhunter.documents import (
     chemsys_of,
     structure_dict,
 )
+from hullhunter.hull import HullSet, classification_metrics
+from hullhunter.workflows.oracles import OracleResult, get_oracle
 
 SEED_ROUND = 0
 
