@@ -1,0 +1,82 @@
+"""Seeds: the shipped file's content and provenance, user files, element filters."""
+
+import json
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from hullhunter.generators import Candidate, Seed, load_seeds
+from hullhunter.generators.seeds import shipped_seed_sources
+
+
+@pytest.mark.parametrize(
+    ("elements", "expected_compounds"),
+    [
+        (["Li", "O"], {"Li2O", "Li2O2"}),
+        (["Na", "Cl"], {"NaCl"}),
+        (["Li", "Mn", "O"], {"LiMnO2", "Mn3O4", "MnO"}),
+        (["Li", "P", "S"], {"Li2S", "Li3P"}),
+        (["Mg", "O"], {"MgO"}),
+        (["Ca", "Ti", "O"], {"CaTiO3", "TiO2"}),
+        (["Sr", "Ti", "O"], {"SrTiO3"}),
+    ],
+)
+def test_shipped_seeds_cover_common_systems_with_elemental_references(elements, expected_compounds):
+    seeds = load_seeds(elements=elements)
+    formulas = {seed.formula for seed in seeds}
+    assert expected_compounds <= formulas
+    for element in elements:
+        assert any(seed.elements == {element} for seed in seeds), (
+            f"no elemental polymorph of {element}"
+        )
+    assert all(seed.elements <= set(elements) for seed in seeds)
+
+
+def test_shipped_seeds_have_provenance_and_unique_ids():
+    seeds = load_seeds(elements=["Li", "Na", "K", "O", "Cl", "Mn", "Fe"])
+    assert len({seed.id for seed in seeds}) == len(seeds)
+    assert all(seed.source and seed.license for seed in seeds)
+    assert all(seed.structure.is_ordered for seed in seeds)
+    sources = shipped_seed_sources()
+    assert set(sources) == {
+        "pymatgen_structures",
+        "aflow_prototypes",
+        "mp_elemental_polymorphs",
+        "matbench_dielectric",
+    }
+    lithium = [s for s in seeds if s.id.startswith("mp-elemental:Li-")]
+    energies = [s.metadata["mp_pbe_energy_per_atom"] for s in lithium]
+    assert energies == sorted(energies) and len(lithium) > 1
+
+
+def test_unknown_element_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"Xx"):
+        load_seeds(elements=["Li", "Xx"])
+
+
+def test_user_cif_folder_and_pymatgen_json(tmp_path):
+    rocksalt = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    rocksalt.to(filename=str(tmp_path / "NaCl.cif"))
+    (tmp_path / "more.json").write_text(
+        json.dumps([rocksalt.as_dict(), {"id": "x1", "structure": rocksalt.as_dict()}])
+    )
+    seeds = load_seeds(tmp_path)
+    assert [s.id for s in seeds] == ["NaCl", "more#0", "x1"]
+    assert all(s.formula == "NaCl" and s.source.startswith("user:") for s in seeds)
+    assert load_seeds(tmp_path, elements=["Na"]) == []
+    assert len(load_seeds(tmp_path / "NaCl.cif")) == 1
+
+
+def test_seed_and_candidate_round_trip_through_json():
+    seed = load_seeds(elements=["Na", "Cl"])[0]
+    again = Seed.from_dict(json.loads(json.dumps(seed.as_dict())))
+    assert again.id == seed.id and again.structure == seed.structure
+    candidate = Candidate(seed.structure, "substitution", seed.id, {"substitution": {"Na+": "K+"}})
+    data = json.loads(json.dumps(candidate.as_dict()))
+    back = Candidate.from_dict(data)
+    assert back.structure == seed.structure and back.params == candidate.params
+    assert (
+        back.parent_id == seed.id and data["chemsys"] == seed.structure.composition.chemical_system
+    )
