@@ -65,7 +65,7 @@ class GNoMEConfig:
     n_volumes: int = 20
     volume_min: float = 0.8
     volume_max: float = 1.2
-    predict_batch_size: int = 64
+    predict_batch_size: int = 8
     """Structures per forward pass at prediction (times n_volumes graphs with TTA)."""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -60,10 +60,31 @@ class StackedMLP(nn.Module):
             layers += [StackedLinear(n_members, width, h, gain), StackedSwish(n_members, h)]
             width = h
         layers.append(StackedLinear(n_members, width, n_out, gain=None))
-        self.layers = nn.Sequential(*layers)
+        self.first = layers[0]
+        self.rest = nn.Sequential(*layers[1:])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
+        return self.rest(self.first(x))
+
+    def forward_gathered(self, parts: Sequence[tuple[Tensor, Tensor | None]]) -> Tensor:
+        """The MLP of ``cat([part[index] for part, index in parts])`` without building it.
+
+        The first layer is applied to each part before gathering (``W·[a, b] = W_a·a +
+        W_b·b``): for edge updates the node-sized products are gathered onto edges instead
+        of multiplying edge-sized concatenations, several times less work and memory.
+        """
+        weight = self.first.weight
+        out = None
+        start = 0
+        for part, index in parts:
+            width = part.shape[-1]
+            if part.shape[0] != weight.shape[0]:
+                part = part.expand(weight.shape[0], -1, -1)
+            term = torch.bmm(part, weight[:, start : start + width])
+            term = term if index is None else term[:, index]
+            out = term if out is None else out + term
+            start += width
+        return self.rest(out + self.first.bias)
 
 
 def _segment_sum(src: Tensor, index: Tensor, size: int) -> Tensor:
@@ -93,25 +114,28 @@ class GNBlock(nn.Module):
         edges: Tensor,
         globals_: Tensor,
         batch: GraphBatch,
-        edge_norm: Tensor,
+        node_norm: Tensor,
         node_counts: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
         sender, receiver = batch.edge_index
         n_nodes = nodes.shape[1]
-        edge_globals = globals_[:, batch.node_graph[sender]]
-        edges = self.edge_mlp(
-            torch.cat([edges, nodes[:, sender], nodes[:, receiver], edge_globals], -1)
+        edge_graph = batch.node_graph[sender]
+        edges = self.edge_mlp.forward_gathered(
+            [(edges, None), (nodes, sender), (nodes, receiver), (globals_, edge_graph)]
         )
-        normed = edges * edge_norm
-        outgoing = _segment_sum(normed, sender, n_nodes)
-        incoming = _segment_sum(normed, receiver, n_nodes)
-        nodes = self.node_mlp(
-            torch.cat([nodes, outgoing, incoming, globals_[:, batch.node_graph]], -1)
+        outgoing = _segment_sum(edges, sender, n_nodes) / node_norm
+        incoming = _segment_sum(edges, receiver, n_nodes) / node_norm
+        nodes = self.node_mlp.forward_gathered(
+            [(nodes, None), (outgoing, None), (incoming, None), (globals_, batch.node_graph)]
         )
         node_mean = _segment_sum(nodes, batch.node_graph, batch.n_graphs) / node_counts
-        # edges per graph divided by atoms per graph: zero (not NaN) for isolated atoms
-        edge_per_atom = _segment_sum(edges, batch.node_graph[sender], batch.n_graphs) / node_counts
-        globals_ = self.global_mlp(torch.cat([node_mean, edge_per_atom, globals_], -1))
+        # mean over each graph's edges; zero (not NaN) for a graph of isolated atoms
+        edge_counts = torch.bincount(edge_graph, minlength=batch.n_graphs).clamp(min=1)
+        edge_mean = (
+            _segment_sum(edges, edge_graph, batch.n_graphs)
+            / edge_counts.to(edges.dtype)[None, :, None]
+        )
+        globals_ = self.global_mlp(torch.cat([node_mean, edge_mean, globals_], -1))
         return nodes, edges, globals_
 
 
@@ -173,19 +197,18 @@ class GNoMENetwork(nn.Module):
         if self.compositional:
             edge_input = nodes.new_ones(1, n_edges, 1)
             degree = torch.bincount(batch.edge_index[1], minlength=nodes.shape[1])
-            edge_norm = 1.0 / degree.clamp(min=1)[batch.edge_index[1]].to(nodes.dtype)
-            edge_norm = edge_norm[None, :, None]
+            node_norm = degree.clamp(min=1).to(nodes.dtype)[None, :, None]
         else:
             lengths = batch.edge_length[:, None] - self.centres[None, :]
             edge_input = torch.exp(-(lengths**2) / self.gaussian_width**2)[None]
-            edge_norm = 1.0 / self.avg_neighbors
+            node_norm = self.avg_neighbors
         edges = self.edge_embedding(edge_input)
         globals_ = self.global_embedding.expand(n_members, n_graphs, -1)
         node_counts = torch.bincount(batch.node_graph, minlength=n_graphs).clamp(min=1)
         node_counts = node_counts.to(nodes.dtype)[None, :, None]
         for block in self.blocks:
-            nodes, edges, globals_ = block(nodes, edges, globals_, batch, edge_norm, node_counts)
-        _, _, out = self.readout(nodes, edges, globals_, batch, edge_norm, node_counts)
+            nodes, edges, globals_ = block(nodes, edges, globals_, batch, node_norm, node_counts)
+        _, _, out = self.readout(nodes, edges, globals_, batch, node_norm, node_counts)
         return out[..., 0]
 
 
