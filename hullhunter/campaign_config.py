@@ -75,6 +75,9 @@ class Seeds(_Strict):
 
     source: str = Field("builtin", description="'builtin' or a path to CIFs / JSON")
     max_seeds: int = Field(200, ge=1)
+    elemental_polymorphs: int = Field(
+        3, ge=1, description="lowest-energy polymorphs per element relaxed for the references"
+    )
 
 
 class GeneratorLimit(_Strict):

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from fireworks import LaunchPad
 from jobflow import JobStore
-from maggma.stores import GridFSStore, MongoURIStore
+from maggma.stores import GridFSStore, MongoStore
 
 from hullhunter.db import server_uri
 from hullhunter.settings import Settings, get_settings
@@ -52,7 +52,7 @@ def jobflow_config(uri: str, settings: Settings) -> dict:
     return {
         "JOB_STORE": {
             "docs_store": {
-                "type": "MongoURIStore",
+                "type": "MongoStore",
                 "collection_name": OUTPUTS_COLLECTION,
                 **store,
             },
@@ -108,6 +108,6 @@ def get_job_store(settings: Settings | None = None) -> JobStore:
     settings = settings or get_settings()
     uri = server_uri(settings)
     return JobStore(
-        MongoURIStore(uri, OUTPUTS_COLLECTION, database=settings.db_name),
+        MongoStore(settings.db_name, OUTPUTS_COLLECTION, uri=uri),
         additional_stores={"data": GridFSStore(settings.db_name, BLOBS_COLLECTION, uri=uri)},
     )

@@ -82,11 +82,21 @@ def _chain(*streams: Iterable) -> Iterator:
 
 
 def _seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
-    """The campaign's known crystals, elements first (the hull needs every elemental reference)."""
+    """The campaign's known crystals: the lowest few polymorphs of each element (the hull
+    needs every elemental reference), then compounds, smallest cells first."""
     source = None if config.seeds.source == "builtin" else config.seeds.source
     seeds = generators.load_seeds(source, elements=config.chemical_space.all_elements)
-    seeds.sort(key=lambda seed: (len(seed.structure.composition.elements), len(seed.structure)))
-    for seed in seeds[: config.seeds.max_seeds]:
+    elemental = [
+        seed
+        for seed in seeds
+        if len(seed.elements) == 1
+        and seed.metadata.get("energy_rank", 0) < config.seeds.elemental_polymorphs
+    ]
+    compounds = sorted(
+        (seed for seed in seeds if len(seed.elements) > 1),
+        key=lambda seed: (len(seed.elements), len(seed.structure)),
+    )
+    for seed in elemental + compounds[: max(config.seeds.max_seeds - len(elemental), 0)]:
         yield generators.Candidate(
             structure=seed.structure,
             generator="seed",

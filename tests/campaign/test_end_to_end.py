@@ -1,0 +1,152 @@
+"""End to end: a tiny campaign through FireWorks workers on the real MongoDB.
+
+The oracle is CHGNet and the chemical space small, so a round takes tens of seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from hullhunter.documents import Calculation, Campaign, Candidate, Material, ModelVersion, Round
+from hullhunter.fireworks_config import get_launchpad, write_config
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "chemical_space": {"systems": ["Cl-K-Na"]},
+    "seeds": {"max_seeds": 12},
+    "generators": {
+        "substitution": {"limit": 30},
+        "saps": {"limit": 30, "max_per_parent": 4},
+        "prototypes": {"limit": 10},
+    },
+    "screening": {"top_k": 4, "exploration_fraction": 0.5},
+    "model": {"n_models": 2, "max_epochs": 30},
+    "oracle": {"fmax": 0.2, "max_steps": 60, "batch_size": 3},
+}
+
+
+def tiny_campaign(tmp_path, name: str, rounds: int) -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, **TINY, "budget": {"rounds": rounds}}))
+    return str(path)
+
+
+@pytest.fixture
+def worker_env(hh_settings, database, tmp_path):
+    """Environment of a FireWorks worker: generated config files plus hullhunter settings."""
+    paths = write_config(hh_settings, folder=tmp_path / "fw")
+    get_launchpad(hh_settings).reset("", require_password=False)
+    env = {
+        **os.environ,
+        "FW_CONFIG_FILE": str(paths["fw_config"]),
+        "JOBFLOW_CONFIG_FILE": str(paths["jobflow"]),
+    }
+    return env
+
+
+def hullhunter(*args: str, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "hullhunter", *args], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def rlaunch(env: dict, cwd, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["rlaunch", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900
+    )
+
+
+def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
+    campaign_file = tiny_campaign(tmp_path, "e2e", rounds=1)
+    hullhunter("campaign", "submit", campaign_file, env=worker_env)
+    again = hullhunter("campaign", "submit", campaign_file, env=worker_env)
+    assert "already submitted" in again.stdout
+    launched = rlaunch(worker_env, tmp_path, "rapidfire", "--nlaunches", "0")
+    assert launched.returncode == 0, launched.stderr[-2000:]
+
+    assert Campaign.objects.get(name="e2e").status == "completed"
+    rounds = list(Round.objects(campaign="e2e").order_by("number"))
+    assert [r.number for r in rounds] == [0, 1]
+    assert all(r.status == "completed" for r in rounds)
+    states = get_launchpad().fireworks.distinct("state", {"spec.hullhunter_campaign": "e2e"})
+    assert states == ["COMPLETED"]
+
+    seeds = Candidate.objects(campaign="e2e", round=0)
+    assert {c.generator for c in seeds} == {"seed"}
+    assert Calculation.objects(campaign="e2e", round=0).count() == seeds.count()
+    selected = Candidate.objects(campaign="e2e", round=1, status__in=["relaxed", "failed"])
+    assert 0 < selected.count() <= 4
+    assert Calculation.objects(campaign="e2e", round=1).count() == selected.count()
+    assert Candidate.objects(campaign="e2e", round=1, status="rejected").count() > 0
+    for candidate in selected:
+        assert candidate.predicted_energy_per_atom is not None
+        assert candidate.generator in {"substitution", "saps", "prototype"}
+
+    materials = Material.objects(campaign="e2e")
+    assert materials.filter(is_seed=True, on_hull=True).count() >= 3  # Na, K, Cl at least
+    for material in materials.filter(on_hull=True):
+        assert material.decomposition_energy <= 1e-6
+    metrics = rounds[1].metrics
+    assert metrics["accepted"] + sum(metrics["skipped"].values()) == metrics["evaluated"]
+    assert 0.0 <= metrics["hit_rate"] <= 1.0
+    assert metrics["model_mae_ev_per_atom"] > 0
+    assert ModelVersion.objects(campaign="e2e", kind="structural").count() == 2
+
+    status = hullhunter("campaign", "status", "e2e", env=worker_env).stdout
+    assert "completed" in status
+    report_dir = tmp_path / "report"
+    hullhunter("campaign", "report", "e2e", "--dir", str(report_dir), env=worker_env)
+    summary = (report_dir / "summary.md").read_text()
+    assert "| 1 |" in summary
+    assert (report_dir / "hit_rate.png").stat().st_size > 1000
+
+
+def test_killed_worker_rerun_skips_finished_candidates(worker_env, tmp_path):
+    campaign_file = tiny_campaign(tmp_path, "lost", rounds=1)
+    hullhunter("campaign", "submit", campaign_file, env=worker_env)
+    # run jobs one at a time until the first relaxation batch of the seed round starts
+    worker = None
+    for _ in range(10):
+        worker = subprocess.Popen(
+            ["rlaunch", "singleshot"], env=worker_env, cwd=tmp_path,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while worker.poll() is None and time.monotonic() < deadline:
+            if Calculation.objects(campaign="lost").count() >= 1:
+                break
+            time.sleep(0.1)
+        if worker.poll() is None:
+            break
+    assert worker is not None and worker.poll() is None, "no relaxation batch started"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    finished_before = {c.candidate_id: c.created_at for c in Calculation.objects(campaign="lost")}
+    assert finished_before
+
+    time.sleep(2)
+    lost = subprocess.run(
+        ["lpad", "detect_lostruns", "--time", "1", "--rerun"],
+        capture_output=True, text=True, env=worker_env, cwd=tmp_path,
+    )  # fmt: skip
+    assert lost.returncode == 0, lost.stderr
+    launched = rlaunch(worker_env, tmp_path, "rapidfire", "--nlaunches", "0")
+    assert launched.returncode == 0, launched.stderr[-2000:]
+
+    assert Campaign.objects.get(name="lost").status == "completed"
+    for candidate_id, created_at in finished_before.items():
+        assert Calculation.objects.get(campaign="lost", candidate_id=candidate_id).created_at == (
+            created_at
+        )
+    relaxed = Candidate.objects(campaign="lost", status__in=["relaxed", "failed"]).count()
+    assert Calculation.objects(campaign="lost").count() == relaxed
