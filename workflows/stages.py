@@ -37,6 +37,7 @@ from hullhunter.documents import (
     structure_dict,
 )
 from hullhunter.hull import HullSet, classification_metrics
+from hullhunter.settings import get_settings
 from hullhunter.workflows.oracles import OracleResult, get_oracle
 
 SEED_ROUND = 0
@@ -266,6 +267,8 @@ def _choose(
     if not structural or places <= 0:
         return compositional
     ensemble = latest_model(name, "structural")
+    if ensemble is None:
+        raise ValueError(f"campaign '{name}' has no trained model: the seed round must finish")
     structures = [c.get_structure() for c in structural]
     prediction = ensemble.predict(structures, tta=config.screening.tta, progress=False)
     hull = current_hull(name)
@@ -325,7 +328,7 @@ def relax(name: str, round_number: int, candidate_ids: list[str]) -> dict[str, i
     Candidate.objects(candidate_id__in=[c.candidate_id for c in todo]).update(
         set__status="relaxing"
     )
-    oracle = get_oracle(oracle_name, **_oracle_settings(config))
+    oracle = get_oracle(oracle_name, **_oracle_settings(config, name, round_number))
 
     def save(result: OracleResult) -> None:
         _save_calculation(name, round_number, result)
@@ -335,10 +338,17 @@ def relax(name: str, round_number: int, candidate_ids: list[str]) -> dict[str, i
     return dict(counts)
 
 
-def _oracle_settings(config: CampaignConfig) -> dict[str, Any]:
+def _oracle_settings(config: CampaignConfig, name: str, round_number: int) -> dict[str, Any]:
+    settings = get_settings()
     if config.oracle.name == "vasp":
-        return {}
-    return {"fmax": config.oracle.fmax, "max_steps": config.oracle.max_steps}
+        run_dir = settings.runs_dir / name / f"round-{round_number}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return {"root_dir": run_dir}
+    return {
+        "fmax": config.oracle.fmax,
+        "max_steps": config.oracle.max_steps,
+        "device": settings.device,
+    }
 
 
 def _calculation_state(result: OracleResult) -> str:
