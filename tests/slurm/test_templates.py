@@ -1,0 +1,167 @@
+"""The slurm/ templates render into files FireWorks and sbatch accept; local-cluster rejects bad use.
+
+These run anywhere (no SLURM needed): they check what `hullhunter fireworks-config` relies on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import string
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from fireworks import FWorker
+from fireworks.utilities.fw_serializers import load_object
+
+SLURM_DIR = Path(__file__).resolve().parents[2] / "slurm"
+TEMPLATES = ["my_qadapter.yaml", "my_fworker.yaml", "worker.sbatch"]
+# A header entry: "#   NAME" or "#   NAME, NAME" at three spaces' indent (descriptions are indented deeper).
+PLACEHOLDER_ENTRY = re.compile(r"^#   ([A-Z][A-Z0-9_]*(?:, [A-Z][A-Z0-9_]*)*)(?:\s|$)")
+
+QADAPTER_VALUES = {
+    "RLAUNCH": "/opt/venv/bin/rlaunch",
+    "FW_CONFIG_DIR": "/shared/hh/fw",
+    "ROCKET_MODE": "singleshot",
+    "NODES": 1,
+    "NTASKS": 16,
+    "CPUS_PER_TASK": 1,
+    "WALLTIME": "00:05:00",
+    "QUEUE": "short",
+    "ACCOUNT": None,
+    "QOS": None,
+    "GRES": None,
+    "MEM": None,
+    "JOB_NAME": "hh-relax",
+    "LOGDIR": "/shared/hh/qlogs",
+    "PYTHON_BIN_DIR": "/opt/venv/bin",
+    "JOBFLOW_CONFIG_FILE": "/shared/hh/jobflow.yaml",
+    "HULLHUNTER_HOME": "/shared/hh",
+    "HULLHUNTER_MONGODB_URI": "mongodb://db.cluster:27017/",
+}
+
+
+def render(name: str, **values: object) -> str:
+    """Fill slurm/<name> the way `hullhunter fireworks-config` does (None renders as empty)."""
+    template = string.Template((SLURM_DIR / name).read_text())
+    return template.substitute(
+        {key: "" if value is None else str(value) for key, value in values.items()}
+    )
+
+
+def listed_placeholders(text: str) -> set[str]:
+    """Names in the `# Placeholders:` header block of a template."""
+    lines = text.splitlines()
+    start = lines.index("# Placeholders:") + 1
+    names: set[str] = set()
+    for line in lines[start:]:
+        if not line.startswith("#") or line.startswith("#SBATCH"):
+            break
+        entry = PLACEHOLDER_ENTRY.match(line)
+        if entry:
+            names.update(entry.group(1).split(", "))
+    return names
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_header_lists_exactly_the_placeholders_used(name: str) -> None:
+    text = (SLURM_DIR / name).read_text()
+    used = set(string.Template(text).get_identifiers())
+    assert string.Template(text).is_valid(), (
+        f"{name} has a stray '$' (write '$$' for a literal one)"
+    )
+    assert listed_placeholders(text) == used
+
+
+def test_qadapter_renders_a_slurm_script_without_empty_options() -> None:
+    adapter = load_object(yaml.safe_load(render("my_qadapter.yaml", **QADAPTER_VALUES)))
+    script = adapter.get_script_str("/scratch/launch_1")
+    assert adapter.q_type == "SLURM"
+    assert "#SBATCH --partition=short" in script
+    assert "#SBATCH --time=00:05:00" in script
+    assert "#SBATCH --ntasks=16" in script
+    assert "--account" not in script and "--gres" not in script and "--qos" not in script
+    assert "export PATH=/opt/venv/bin:$PATH" in script
+    assert "export JOBFLOW_CONFIG_FILE=/shared/hh/jobflow.yaml" in script
+    assert "export HULLHUNTER_MONGODB_URI='mongodb://db.cluster:27017/'" in script
+    assert "cd /scratch/launch_1\n/opt/venv/bin/rlaunch -c /shared/hh/fw singleshot" in script
+
+
+def test_qadapter_optional_options_appear_when_given() -> None:
+    values = QADAPTER_VALUES | {"ACCOUNT": "mat123", "GRES": "gpu:1", "QOS": "high", "MEM": "4G"}
+    script = load_object(yaml.safe_load(render("my_qadapter.yaml", **values))).get_script_str(".")
+    for line in ("--account=mat123", "--gres=gpu:1", "--qos=high", "--mem=4G"):
+        assert f"#SBATCH {line}" in script
+
+
+@pytest.mark.parametrize(
+    ("category", "expected_query"),
+    [("cpu", "cpu"), ("gpu", "gpu"), ("[cpu, gpu]", {"$in": ["cpu", "gpu"]})],
+)
+def test_fworker_takes_only_its_categories(category: str, expected_query: object) -> None:
+    text = render(
+        "my_fworker.yaml",
+        WORKER_NAME="cluster-cpu",
+        CATEGORY=category,
+        VASP_CMD="srun vasp_std",
+        SCRATCH_DIR=None,
+        JOBFLOW_CONFIG_FILE="/shared/hh/jobflow.yaml",
+        HULLHUNTER_HOME="/shared/hh",
+    )
+    worker = FWorker.from_dict(yaml.safe_load(text))
+    assert worker.name == "cluster-cpu"
+    assert worker.query["spec._category"] == expected_query
+    assert worker.env["vasp_cmd"] == "srun vasp_std"
+    assert worker.env["jobflow_config_file"] == "/shared/hh/jobflow.yaml"
+    assert worker.env["scratch_dir"] is None
+
+
+def test_worker_sbatch_is_valid_bash_with_directives_first(tmp_path: Path) -> None:
+    values = {
+        key: value
+        for key, value in QADAPTER_VALUES.items()
+        if key not in ("ACCOUNT", "QOS", "GRES", "MEM")
+    }
+    values |= {
+        "ROCKET_MODE": "rapidfire --nlaunches 0 --timeout 3000",
+        "SBATCH_EXTRA": "#SBATCH --account=mat123\n#SBATCH --qos=high",
+        "LAUNCH_DIR": "/shared/hh/runs",
+    }
+    script = tmp_path / "worker.sbatch"
+    script.write_text(render("worker.sbatch", **values))
+    assert subprocess.run(["bash", "-n", script], capture_output=True).returncode == 0
+    lines = script.read_text().splitlines()
+    first_command = next(
+        i for i, line in enumerate(lines) if line.strip() and not line.startswith("#")
+    )
+    directives = [line for line in lines[:first_command] if line.startswith("#SBATCH")]
+    assert "#SBATCH --partition=short" in directives
+    assert "#SBATCH --account=mat123" in directives
+    assert "#SBATCH --time=00:05:00" in directives
+    assert "/opt/venv/bin/rlaunch -c /shared/hh/fw rapidfire --nlaunches 0 --timeout 3000" in lines
+
+
+def test_local_cluster_rejects_unknown_command() -> None:
+    result = subprocess.run(
+        [SLURM_DIR / "local-cluster", "restart"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "usage:" in result.stderr and "start|stop|status|env" in result.stderr
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux", reason="the non-root check runs after the Linux check"
+)
+def test_local_cluster_start_needs_root() -> None:
+    command = [str(SLURM_DIR / "local-cluster"), "start"]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("setpriv (util-linux) is needed to run the script as an unprivileged user")
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "must run as root" in result.stderr
