@@ -73,7 +73,7 @@ def slurm_cluster() -> Iterator[Path]:
         )
     if os.geteuid() != 0:
         pytest.skip(
-            "local SLURM needs root (apt install, slurmctld/slurmd as SlurmUser=root); run the tests as root"
+            "local SLURM needs root (apt install, daemons as SlurmUser=root); run the tests as root"
         )
     was_running = subprocess.run([LOCAL_CLUSTER, "status"], capture_output=True).returncode == 0
     started = subprocess.run(
@@ -115,8 +115,17 @@ def _own_mongod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("mongod")
     port = _free_port()
     process = subprocess.Popen(
-        [binary, "--dbpath", data_dir, "--bind_ip", "127.0.0.1", "--port", str(port)]
-        + ["--logpath", data_dir / "mongod.log"],
+        [
+            binary,
+            "--dbpath",
+            data_dir,
+            "--bind_ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--logpath",
+            data_dir / "mongod.log",
+        ],
         stdout=subprocess.DEVNULL,
     )
     uri = f"mongodb://127.0.0.1:{port}/"
@@ -138,7 +147,7 @@ def _answers_ping(client: pymongo.MongoClient) -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_mongo_uri(request: pytest.FixtureRequest) -> str:
-    """The session's MongoDB URI: the suite-wide `mongo_uri` fixture when it exists, else our own mongod."""
+    """The session's MongoDB: the suite's `mongo_uri` fixture if defined, else our own mongod."""
     try:
         return request.getfixturevalue("mongo_uri")
     except pytest.FixtureLookupError:
@@ -147,7 +156,7 @@ def slurm_mongo_uri(request: pytest.FixtureRequest) -> str:
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """Rendered FireWorks files for one test: a LaunchPad database of its own and the worker paths."""
+    """Rendered FireWorks files for one test: its own LaunchPad database and the worker paths."""
 
     config_dir: Path
     launch_dir: Path
@@ -162,7 +171,7 @@ class WorkerSetup:
 def worker_setup(
     slurm_cluster: Path, slurm_mongo_uri: str, tmp_path: Path
 ) -> Iterator[WorkerSetup]:
-    """my_launchpad.yaml on a fresh database, plus my_fworker.yaml and my_qadapter.yaml from slurm/."""
+    """my_launchpad.yaml on a fresh database, and my_fworker.yaml + my_qadapter.yaml from slurm/."""
     db_name = f"hh_slurm_{uuid.uuid4().hex[:10]}"
     job_name = f"hh-{uuid.uuid4().hex[:6]}"
     config_dir, launch_dir, log_dir, hullhunter_home = (

@@ -1,4 +1,4 @@
-"""The slurm/ templates render into files FireWorks and sbatch accept; local-cluster rejects bad use.
+"""slurm/ templates render into files FireWorks and sbatch accept; local-cluster rejects bad use.
 
 These run anywhere (no SLURM needed): they check what `hullhunter fireworks-config` relies on.
 """
@@ -20,7 +20,7 @@ from fireworks.utilities.fw_serializers import load_object
 
 SLURM_DIR = Path(__file__).resolve().parents[2] / "slurm"
 TEMPLATES = ["my_qadapter.yaml", "my_fworker.yaml", "worker.sbatch"]
-# A header entry: "#   NAME" or "#   NAME, NAME" at three spaces' indent (descriptions are indented deeper).
+# A header entry: "#   NAME" or "#   NAME, NAME" at three spaces' indent (descriptions: deeper).
 PLACEHOLDER_ENTRY = re.compile(r"^#   ([A-Z][A-Z0-9_]*(?:, [A-Z][A-Z0-9_]*)*)(?:\s|$)")
 
 QADAPTER_VALUES = {

@@ -1,0 +1,222 @@
+"""Integration: real SLURM (slurm/local-cluster) runs FireWorks jobs from the slurm/ templates.
+
+Covers a plain sbatch job, `qlaunch rapidfire` of a two-step workflow, a firework whose SLURM
+job is cancelled mid-run being found by `lpad detect_lostruns` and rerun, and the pilot
+worker.sbatch draining a workflow inside one allocation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from fireworks import Firework, LaunchPad, ScriptTask, Workflow
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+LOCAL_CLUSTER = Path(__file__).resolve().parents[2] / "slurm" / "local-cluster"
+BIN_DIR = Path(sys.executable).parent
+FW_WAIT_S = 120
+
+
+def squeue_job_ids(job_name: str) -> list[str]:
+    """Ids of the jobs named `job_name` SLURM still lists (pending, running or completing)."""
+    command = ["squeue", "-h", "-o", "%i", "-n", job_name]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+    return result.stdout.split()
+
+
+def fw_states(launchpad: LaunchPad) -> dict[str, str]:
+    """Firework name -> state, for every firework in the LaunchPad."""
+    return {
+        doc["name"]: doc["state"] for doc in launchpad.fireworks.find({}, {"name": 1, "state": 1})
+    }
+
+
+def two_step_workflow(step1_script: str, category: str = "cpu") -> Workflow:
+    """step1 runs `step1_script`; step2, its child, records its SLURM job id."""
+    step1 = Firework(ScriptTask.from_str(step1_script), spec={"_category": category}, name="step1")
+    step2 = Firework(
+        ScriptTask.from_str('echo "job=$SLURM_JOB_ID" > step2.txt'),
+        spec={"_category": category},
+        name="step2",
+        parents=[step1],
+    )
+    return Workflow([step1, step2], name=f"wf-{uuid.uuid4().hex[:6]}")
+
+
+def launch_output(launchpad: LaunchPad, fw_name: str, file_name: str) -> str:
+    """Text of `file_name` in the folder where the latest launch of `fw_name` ran."""
+    fw_id = launchpad.get_fw_ids({"name": fw_name})[0]
+    launch_dir = launchpad.get_fw_by_id(fw_id).launches[-1].launch_dir
+    return (Path(launch_dir) / file_name).read_text()
+
+
+def qlaunch(setup, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run FireWorks' qlaunch on the rendered config folder, polling the queue every 2 s (not 5)."""
+    fw_config = setup.config_dir / "FW_config.yaml"
+    fw_config.write_text("QUEUE_UPDATE_INTERVAL: 2\n")
+    return subprocess.run(
+        [BIN_DIR / "qlaunch", "-c", setup.config_dir, *args],
+        cwd=setup.launch_dir,
+        env=os.environ | {"FW_CONFIG_FILE": str(fw_config)},
+        capture_output=True,
+        text=True,
+        timeout=FW_WAIT_S,
+    )
+
+
+def test_start_is_idempotent_and_sized_to_this_host(slurm_cluster: Path) -> None:
+    again = subprocess.run([LOCAL_CLUSTER, "start"], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "already running" in again.stderr
+    assert subprocess.run([LOCAL_CLUSTER, "status"], capture_output=True).returncode == 0
+    node = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%N %c %t %P"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert node == [socket.gethostname().split(".")[0], str(os.cpu_count()), "idle", "debug*"]
+
+
+def test_sbatch_job_completes_with_its_output_file(
+    slurm_cluster: Path, tmp_path: Path, wait_for
+) -> None:
+    job_name = f"hh-trivial-{uuid.uuid4().hex[:6]}"
+    submitted = subprocess.run(
+        [
+            *("sbatch", "--parsable", "-J", job_name, "-o", tmp_path / "out-%j.txt"),
+            *("--wrap", 'echo "hello from job $SLURM_JOB_ID on $(hostname -s)"'),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    job_id = submitted.stdout.strip().split(";")[0]
+    wait_for(lambda: not squeue_job_ids(job_name), 60, f"job {job_id} to leave the queue")
+    job = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    assert "JobState=COMPLETED" in job and "ExitCode=0:0" in job
+    expected = f"hello from job {job_id} on {socket.gethostname().split('.')[0]}\n"
+    assert (tmp_path / f"out-{job_id}.txt").read_text() == expected
+
+
+def test_qlaunch_rapidfire_runs_a_dependent_workflow(worker_setup, wait_for) -> None:
+    launchpad = worker_setup.launchpad
+    step1_script = (
+        'echo "job=$SLURM_JOB_ID jobflow=$JOBFLOW_CONFIG_FILE home=$HULLHUNTER_HOME" > step1.txt'
+    )
+    launchpad.add_wf(two_step_workflow(step1_script))
+
+    started = time.perf_counter()
+    result = qlaunch(worker_setup, "rapidfire", "--nlaunches", "0", "--sleep", "1")
+    wait_for(
+        lambda: set(fw_states(launchpad).values()) == {"COMPLETED"},
+        FW_WAIT_S,
+        f"both fireworks COMPLETED (qlaunch log:\n{result.stderr[-2000:]})",
+    )
+    round_trip_s = time.perf_counter() - started
+    print(f"qlaunch round trip for 2 dependent fireworks: {round_trip_s:.1f} s")
+
+    step1 = launch_output(launchpad, "step1", "step1.txt")
+    step2 = launch_output(launchpad, "step2", "step2.txt")
+    job1 = re.search(r"job=(\d+) ", step1)
+    job2 = re.search(r"job=(\d+)$", step2.strip())
+    assert job1 and job2, "each firework must run inside a SLURM job"
+    assert job1.group(1) != job2.group(1), "singleshot mode runs one firework per SLURM job"
+    assert f"jobflow={worker_setup.jobflow_config} " in step1
+    assert f"home={worker_setup.hullhunter_home}" in step1
+    fw_by_name = {fw.name: fw for fw in map(launchpad.get_fw_by_id, launchpad.get_fw_ids())}
+    assert fw_by_name["step2"].launches[0].time_start >= fw_by_name["step1"].launches[0].time_end
+
+
+def test_cancelled_job_is_detected_as_lost_and_rerun(worker_setup, wait_for) -> None:
+    launchpad = worker_setup.launchpad
+    lp_file = str(worker_setup.config_dir / "my_launchpad.yaml")
+    # The first run leaves a marker and hangs; the rerun sees the marker and finishes at once,
+    # as a rerun batch skips candidates whose results are already stored.
+    marker = worker_setup.hullhunter_home / "step1.started"
+    step1_script = (
+        f"if [ -e {marker} ]; then echo resumed > step1.txt; else touch {marker}; sleep 300; fi"
+    )
+    launchpad.add_wf(two_step_workflow(step1_script))
+
+    qlaunch(worker_setup, "singleshot")
+    wait_for(lambda: fw_states(launchpad)["step1"] == "RUNNING", 60, "step1 to be RUNNING")
+    wait_for(marker.exists, 30, "step1's script to start")
+    (job_id,) = squeue_job_ids(worker_setup.job_name)
+    subprocess.run(["scancel", job_id], check=True)
+    wait_for(lambda: not squeue_job_ids(worker_setup.job_name), 60, f"job {job_id} to end")
+    assert fw_states(launchpad)["step1"] == "RUNNING", "a killed job leaves its firework RUNNING"
+
+    time.sleep(1.5)  # past the 1 s expiration given below: no ping since the job started
+    detected = subprocess.run(
+        [BIN_DIR / "lpad", "-l", lp_file, "detect_lostruns", "--time", "1", "--rerun"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    step1_id = launchpad.get_fw_ids({"name": "step1"})[0]
+    assert f"Detected 1 lost FWs: [{step1_id}]" in detected.stdout + detected.stderr
+    assert fw_states(launchpad)["step1"] == "READY"
+
+    qlaunch(worker_setup, "rapidfire", "--nlaunches", "0", "--sleep", "1")
+    wait_for(
+        lambda: set(fw_states(launchpad).values()) == {"COMPLETED"},
+        FW_WAIT_S,
+        "step1 (rerun) and step2 COMPLETED",
+    )
+    assert launch_output(launchpad, "step1", "step1.txt") == "resumed\n"
+
+
+def test_pilot_worker_sbatch_drains_its_category_in_one_job(
+    worker_setup, render, wait_for, slurm_mongo_uri: str
+) -> None:
+    launchpad = worker_setup.launchpad
+    launchpad.add_wf(two_step_workflow('echo "job=$SLURM_JOB_ID" > step1.txt'))
+    gpu_only = Firework(ScriptTask.from_str("true"), spec={"_category": "gpu"}, name="train")
+    launchpad.add_wf(Workflow([gpu_only], name="gpu-only"))
+    script = worker_setup.config_dir / "worker.sbatch"
+    script.write_text(
+        render(
+            "worker.sbatch",
+            JOB_NAME=worker_setup.job_name,
+            QUEUE="debug",
+            NODES=1,
+            NTASKS=1,
+            CPUS_PER_TASK=1,
+            WALLTIME="00:05:00",
+            SBATCH_EXTRA="#SBATCH --comment=hullhunter-pilot",
+            LOGDIR=worker_setup.log_dir,
+            LAUNCH_DIR=worker_setup.launch_dir,
+            RLAUNCH=BIN_DIR / "rlaunch",
+            FW_CONFIG_DIR=worker_setup.config_dir,
+            ROCKET_MODE="rapidfire --nlaunches 0 --sleep 1 --timeout 120",
+            PYTHON_BIN_DIR=BIN_DIR,
+            JOBFLOW_CONFIG_FILE=worker_setup.jobflow_config,
+            HULLHUNTER_HOME=worker_setup.hullhunter_home,
+            HULLHUNTER_MONGODB_URI=slurm_mongo_uri,
+        )
+    )
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", script], capture_output=True, text=True, check=True
+    )
+    job_id = submitted.stdout.strip().split(";")[0]
+    assert (
+        "Comment=hullhunter-pilot"
+        in subprocess.run(
+            ["scontrol", "show", "job", job_id], capture_output=True, text=True
+        ).stdout
+    )
+    wait_for(
+        lambda: not squeue_job_ids(worker_setup.job_name), FW_WAIT_S, f"pilot job {job_id} to end"
+    )
+
+    assert fw_states(launchpad) == {"step1": "COMPLETED", "step2": "COMPLETED", "train": "READY"}
+    assert launch_output(launchpad, "step1", "step1.txt") == f"job={job_id}\n"
+    assert launch_output(launchpad, "step2", "step2.txt") == f"job={job_id}\n"
+    log = (worker_setup.log_dir / f"{worker_setup.job_name}-{job_id}.out").read_text()
+    assert f"hullhunter worker: job {job_id}" in log and "hullhunter worker: done" in log
