@@ -108,30 +108,28 @@ def build_hull(
     dim = len(elements)
 
     # Lowest energy per composition; a stable sort keeps the first of exact ties (pymatgen).
-    keys = [composition_key(f) for f in fractions]
-    order = np.argsort(energies, kind="stable")
-    best: dict[bytes, int] = {}
-    for i in order:
-        best.setdefault(keys[i], int(i))
-    min_idx = np.array(sorted(best.values()), dtype=int)
+    rounded = np.round(fractions, COMPOSITION_DECIMALS)
+    order = np.lexsort((energies, *rounded.T))  # by composition, then energy; stable
+    ordered = rounded[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
+    min_idx = np.sort(order[first])
 
-    refs = np.empty(dim)
-    ref_idx = np.empty(dim, dtype=int)
-    for k in range(dim):
-        unit = np.zeros(dim)
-        unit[k] = 1.0
-        i = best.get(composition_key(unit))
-        if i is None:
-            raise ValueError(
-                f"missing elemental reference for {elements[k]}: "
-                f"add an entry for pure {elements[k]}"
-            )
-        refs[k], ref_idx[k] = energies[i], i
+    pure = min_idx[fractions[min_idx].max(axis=1) == 1.0]
+    ref_idx = np.full(dim, -1)
+    ref_idx[fractions[pure].argmax(axis=1)] = pure
+    if missing := [elements[k] for k in np.flatnonzero(ref_idx < 0)]:
+        raise ValueError(
+            f"missing elemental reference for {', '.join(missing)}: "
+            "add an entry for each pure element"
+        )
+    refs = energies[ref_idx]
 
     formation = energies[min_idx] - fractions[min_idx] @ refs
-    ref_set = set(ref_idx.tolist())
-    keep = [int(i) for i in min_idx[formation < -FORMATION_ENERGY_TOL] if int(i) not in ref_set]
-    point_idx = np.array(keep + ref_idx.tolist(), dtype=int)
+    is_ref = np.zeros(len(rows), dtype=bool)
+    is_ref[ref_idx] = True
+    keep = min_idx[(formation < -FORMATION_ENERGY_TOL) & ~is_ref[min_idx]]
+    point_idx = np.concatenate([keep, ref_idx])
     pts_frac = fractions[point_idx]
     pts_e = energies[point_idx]
 
@@ -152,15 +150,11 @@ def build_hull(
     apex = np.full(dim, 1.0 / dim)
     apex[-1] = data.max() + 1.0
     data = np.vstack([data, apex])
-    facets = []
-    for simplex in ConvexHull(data, qhull_options="Qt i").simplices:
-        if simplex.max() == len(data) - 1:
-            continue
-        mat = data[simplex].copy()
-        mat[:, -1] = 1.0
-        if abs(np.linalg.det(mat)) > DEGENERATE_FACET_TOL:
-            facets.append(simplex)
-    facets_arr = np.array(facets, dtype=int)
+    simplices = ConvexHull(data, qhull_options="Qt i").simplices
+    simplices = simplices[simplices.max(axis=1) < len(data) - 1]
+    mats = data[simplices]
+    mats[..., -1] = 1.0
+    facets_arr = simplices[np.abs(np.linalg.det(mats)) > DEGENERATE_FACET_TOL]
     planes = np.linalg.solve(pts_frac[facets_arr], pts_e[facets_arr][..., None])[..., 0]
     vertices = {int(rows[point_idx[i]]) for i in np.unique(facets_arr)}
     return Hull(

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from hullhunter.hull.hullset import HullSet
 from matplotlib.figure import Figure
+
+from hullhunter.hull.hullset import HullSet
 
 _TRIANGLE = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
 

@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hullhunter.hull import load_mp_reference_entries
 from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
+
+from hullhunter.hull import load_mp_reference_entries
 
 SYNTHETIC_ELEMENTS = ("Li", "Fe", "O", "P", "S")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hullhunter.hull import HullSet
 from pymatgen.core import Composition
+
+from hullhunter.hull import HullSet
 
 
 def split_rounds(entries: list, n_reference: int, n_rounds: int) -> tuple[list, list[list]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hullhunter.hull import HullSet, classification_metrics
 
 

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+
 from hullhunter.hull import HullSet, plot_hit_rate, plot_parity, plot_ternary_hull
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hullhunter.hull import HullSet
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
+
+from hullhunter.hull import HullSet
 
 TOL = 1e-6
 
