@@ -2,6 +2,16 @@
 
 from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import GenerationStats
+from hullhunter.generators.saps import saps
 from hullhunter.generators.seeds import Seed, load_seeds
+from hullhunter.generators.substitution import SubstitutionModel, substitute
 
-__all__ = ["Candidate", "GenerationStats", "Seed", "load_seeds"]
+__all__ = [
+    "Candidate",
+    "GenerationStats",
+    "Seed",
+    "SubstitutionModel",
+    "load_seeds",
+    "saps",
+    "substitute",
+]

@@ -38,7 +38,7 @@ MP_LICENSE = "CC BY 4.0 (Materials Project data)"
 
 
 def clean(structure: Structure) -> Structure:
-    """Drop site properties and labels (magmoms etc.) and round coordinates, to keep the file small."""
+    """Drop site properties (magmoms etc.) and labels, round coordinates: a smaller file."""
     structure = Structure(
         structure.lattice.matrix.round(6),
         structure.species_and_occu,
@@ -63,7 +63,7 @@ def pymatgen_structures() -> list[Seed]:
 
 
 def aflow_prototypes() -> list[Seed]:
-    """pymatgen's AFLOW prototype library (Mehl et al., AFLOW Library of Crystallographic Prototypes)."""
+    """pymatgen's AFLOW prototype library (Mehl et al., AFLOW Library of Prototypes)."""
     seeds: list[Seed] = []
     label_counts: dict[str, int] = {}
     for item in AFLOW_PROTOTYPE_LIBRARY:
@@ -194,9 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         matcalc = args.matcalc_sdist or download(MATCALC, folder, sdist=True)
         toolkit = args.crystal_toolkit_wheel or download(CRYSTAL_TOOLKIT, folder, sdist=False)
         counts = build(matcalc, toolkit, args.out)
-    print(
-        f"wrote {sum(counts.values())} seeds to {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {counts}"
-    )
+    size_mb = args.out.stat().st_size / 1e6
+    print(f"wrote {sum(counts.values())} seeds to {args.out} ({size_mb:.1f} MB): {counts}")
 
 
 if __name__ == "__main__":

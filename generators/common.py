@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
-from pymatgen.core import Composition, Element, Structure
+import numpy as np
+from pymatgen.core import Composition, Element, Lattice, Structure
 
 
 @dataclass
@@ -32,7 +34,7 @@ def validate_elements(symbols: Iterable[str] | None) -> frozenset[str] | None:
     unknown = sorted({s for s in symbols if not Element.is_valid_symbol(s)})
     if unknown:
         raise ValueError(
-            f"unknown element symbol(s) {unknown}: use symbols from the periodic table, e.g. 'Li', 'O'"
+            f"unknown element symbol(s) {unknown}: use periodic-table symbols, e.g. 'Li', 'O'"
         )
     return frozenset(symbols)
 
@@ -61,3 +63,32 @@ def guess_oxidation_states(formula: str) -> dict[str, float] | None:
 def is_charge_balanceable(formula: str) -> bool:
     """True when pymatgen finds a charge-neutral assignment of common oxidation states."""
     return guess_oxidation_states(formula) is not None
+
+
+def iter_parents(parents: Iterable[Any]) -> Iterator[tuple[str, Structure]]:
+    """Normalise parents to (id, structure): Seeds, (id, Structure) pairs, Candidates, Structures.
+
+    A Candidate parent is named by its own parent id and generator; a bare Structure by its
+    position in the stream.
+    """
+    for index, parent in enumerate(parents):
+        if isinstance(parent, Structure):
+            yield f"structure-{index}", parent
+        elif isinstance(parent, tuple) and len(parent) == 2:
+            yield str(parent[0]), parent[1]
+        elif hasattr(parent, "id") and hasattr(parent, "structure"):
+            yield str(parent.id), parent.structure
+        elif hasattr(parent, "structure") and hasattr(parent, "generator"):
+            yield f"{parent.generator}:{parent.parent_id}:{index}", parent.structure
+        else:
+            raise TypeError(
+                f"parent {index} is a {type(parent).__name__}: give Seeds, Structures, "
+                "Candidates or (id, Structure) pairs"
+            )
+
+
+def structure_from_elements(
+    lattice: Lattice, elements: list[str], frac_coords: np.ndarray
+) -> Structure:
+    """A plain Structure (no oxidation states or site properties) on the given lattice."""
+    return Structure(lattice, elements, frac_coords)

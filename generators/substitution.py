@@ -1,0 +1,201 @@
+"""Ionic substitution with data-mined probabilities (Hautier et al. 2011, modified as in GNoME).
+
+pymatgen's ``SubstitutionProbability`` holds the λ table. GNoME changed the model to favour
+discovery (gnome-method.md 1.1): (a) only species that change contribute to the probability,
+(b) λ' = max(λ, 0) and unseen pairs get 0 instead of -5, (c) threshold 1e-3, (d) products whose
+composition is already known are dropped. ``variant="gnome"`` is that model, ``"hautier"``
+pymatgen's original (every species, unchanged ones included, contributes a factor).
+
+pymatgen's ``SubstitutionPredictor.list_prediction`` cannot express (a) and recurses over
+Python objects for every branch; the branch-and-bound here runs on a precomputed matrix of
+conditional probabilities, sorted per species so each branch stops at the first miss.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import numpy as np
+from pymatgen.core import Composition, Species
+
+from hullhunter.generators.candidate import Candidate
+from hullhunter.generators.common import (
+    GenerationStats,
+    guess_oxidation_states,
+    iter_parents,
+    parent_problem,
+    structure_from_elements,
+    validate_elements,
+)
+
+Variant = Literal["gnome", "hautier"]
+
+
+class SubstitutionModel:
+    """Conditional substitution probabilities p(new | old) over the λ table's species."""
+
+    def __init__(self, variant: Variant = "gnome", threshold: float = 1e-3) -> None:
+        if variant not in ("gnome", "hautier"):
+            raise ValueError(f"unknown substitution model {variant!r}: use 'gnome' or 'hautier'")
+        self.variant = variant
+        self.threshold = threshold
+        rows = json.loads(
+            (
+                resources.files("pymatgen.core.structure_prediction") / "data" / "lambda.json"
+            ).read_text()
+        )
+        rows = [row for row in rows if "D1+" not in row]
+        if variant == "gnome":
+            rows = [[a, b, max(float(lam), 0.0)] for a, b, lam in rows]
+        alpha = 0.0 if variant == "gnome" else -5.0
+        self.species: list[Species] = sorted(
+            {Species.from_str(name) for row in rows for name in row[:2]}, key=str
+        )
+        self.index = {sp: i for i, sp in enumerate(self.species)}
+        lam = np.full((len(self.species), len(self.species)), alpha)
+        for a, b, value in rows:
+            i, j = self.index[Species.from_str(a)], self.index[Species.from_str(b)]
+            lam[i, j] = lam[j, i] = float(value)
+        # pymatgen's SubstitutionProbability formulas, vectorised (its per-pair calls take
+        # seconds): p_x(s) = sum_t exp(lambda(s, t)); cond[new, old] = exp(lambda) / p_x(old).
+        weights = np.exp(lam)
+        self.cond = weights / weights.sum(axis=0)[None, :]
+
+    def knows(self, species: Species) -> bool:
+        """True when the species is in the λ table."""
+        return species in self.index
+
+    def replacements(
+        self,
+        species: list[Species],
+        allowed_elements: frozenset[str] | None = None,
+        max_changed: int | None = None,
+    ) -> list[tuple[dict[Species, Species], float]]:
+        """All maps old -> new species with probability >= threshold (at least one changes).
+
+        ``allowed_elements`` restricts the elements of the new species; ``max_changed`` the number
+        of species that change. Sorted by probability, highest first.
+        """
+        choices = [self._choices(sp, allowed_elements) for sp in species]
+        best = [options[0][0] if options else 0.0 for options in choices]
+        # suffix[i] = best achievable product over positions i.. (the branch-and-bound bound).
+        suffix = np.ones(len(species) + 1)
+        for i in range(len(species) - 1, -1, -1):
+            suffix[i] = suffix[i + 1] * best[i]
+        results: list[tuple[dict[Species, Species], float]] = []
+
+        def recurse(i: int, prob: float, chosen: list[Species], changed: int) -> None:
+            if i == len(species):
+                if changed:
+                    results.append((dict(zip(species, chosen, strict=True)), prob))
+                return
+            for option_prob, new in choices[i]:
+                if prob * option_prob * suffix[i + 1] < self.threshold:
+                    break
+                is_change = new != species[i]
+                if is_change and max_changed is not None and changed >= max_changed:
+                    continue
+                recurse(i + 1, prob * option_prob, [*chosen, new], changed + is_change)
+
+        recurse(0, 1.0, [], 0)
+        results.sort(key=lambda pair: -pair[1])
+        return results
+
+    def _choices(self, old: Species, allowed: frozenset[str] | None) -> list[tuple[float, Species]]:
+        """(p(new | old), new) for every admissible new species, most probable first."""
+        column = self.cond[:, self.index[old]]
+        options = []
+        for j, new in enumerate(self.species):
+            if new == old:
+                # GNoME (a): an unchanged species contributes a factor of 1.
+                options.append((1.0 if self.variant == "gnome" else float(column[j]), new))
+            elif allowed is None or new.symbol in allowed:
+                options.append((float(column[j]), new))
+        options.sort(key=lambda pair: -pair[0])
+        return options
+
+
+@cache
+def get_model(variant: Variant = "gnome", threshold: float = 1e-3) -> SubstitutionModel:
+    """A shared model instance per (variant, threshold); building one takes about a second."""
+    return SubstitutionModel(variant, threshold)
+
+
+def parent_species(
+    structure_formula: str, model: SubstitutionModel
+) -> tuple[list[Species] | None, str]:
+    """The parent's species with guessed oxidation states, or (None, reason) when unusable."""
+    oxidation = guess_oxidation_states(structure_formula)
+    if oxidation is not None and len(oxidation) == 1:
+        return None, "elemental_parent"
+    if oxidation is None:
+        return None, "no_oxidation_states"
+    species = []
+    for element, state in oxidation.items():
+        if abs(state - round(state)) > 1e-6:
+            return None, "mixed_valence_not_in_model"
+        sp = Species(element, round(state))
+        if not model.knows(sp):
+            return None, "species_not_in_model"
+        species.append(sp)
+    return species, ""
+
+
+def substitute(
+    parents: Iterable[Any],
+    known_formulas: Iterable[str] = (),
+    allowed_elements: Iterable[str] | None = None,
+    model: Variant | SubstitutionModel = "gnome",
+    threshold: float = 1e-3,
+    charge_balanced: bool = True,
+    max_changed: int | None = None,
+    limit: int | None = None,
+    stats: GenerationStats | None = None,
+) -> Iterator[Candidate]:
+    """Full ionic substitutions of parents: every site of a species takes the new species.
+
+    Parents are Seeds, Structures or (id, Structure) pairs. Products whose reduced formula is in
+    ``known_formulas`` (or is the parent's) are dropped; ``charge_balanced`` keeps only products
+    whose new oxidation states sum to zero, as pymatgen's Substitutor does.
+    """
+    stats = stats if stats is not None else GenerationStats()
+    allowed = validate_elements(allowed_elements)
+    known = set(known_formulas)
+    model = model if isinstance(model, SubstitutionModel) else get_model(model, threshold)
+    for parent_id, structure in iter_parents(parents):
+        stats.parents += 1
+        problem = parent_problem(structure)
+        if problem:
+            stats.skipped[problem] += 1
+            continue
+        composition = structure.composition.element_composition
+        species, reason = parent_species(composition.reduced_formula, model)
+        if species is None:
+            stats.skipped[reason] += 1
+            continue
+        site_elements = [site.specie.symbol for site in structure]
+        for mapping, probability in model.replacements(species, allowed, max_changed):
+            counts = {new: composition[old.symbol] for old, new in mapping.items()}
+            if charge_balanced and abs(sum(sp.oxi_state * n for sp, n in counts.items())) > 1e-6:
+                continue
+            element_map = {old.symbol: new.symbol for old, new in mapping.items()}
+            product = Composition({element_map[el.symbol]: n for el, n in composition.items()})
+            formula = product.reduced_formula
+            if formula in known or len(product) < len(composition):
+                continue
+            new_structure = structure_from_elements(
+                structure.lattice, [element_map[el] for el in site_elements], structure.frac_coords
+            )
+            params = {
+                "substitution": {str(o): str(n) for o, n in mapping.items() if o != n},
+                "probability": probability,
+                "model": model.variant,
+            }
+            stats.yielded += 1
+            yield Candidate(new_structure, "substitution", parent_id, params)
+            if limit is not None and stats.yielded >= limit:
+                return
