@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from functools import cache
+from importlib.util import find_spec
 from typing import Any, Literal
 
+import torch
 from ase.calculators.calculator import Calculator
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from hullhunter.workflows.oracles.base import Oracle, installed_version
+from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
 from hullhunter.workflows.oracles.result import OracleResult
 
 OPTIMIZERS = {"FIRE": FIRE, "BFGS": BFGS}
@@ -52,7 +55,8 @@ class ForceFieldOracle(Oracle):
 
     ``fmax`` (eV/Å) and ``max_steps`` bound the optimiser; ``relax_cell`` relaxes the cell
     too, through ASE's FrechetCellFilter. A run that hits ``max_steps`` is reported with
-    ``converged=False`` and its last energy.
+    ``converged=False`` and its last energy. ``threads`` sets torch's CPU threads during
+    :meth:`relax` (None leaves torch's default).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class ForceFieldOracle(Oracle):
         relax_cell: bool = True,
         optimizer: Literal["FIRE", "BFGS"] = "FIRE",
         device: str = "cpu",
+        threads: int | None = None,
         progress: bool = False,
     ) -> None:
         if potential not in POTENTIALS:
@@ -75,6 +80,8 @@ class ForceFieldOracle(Oracle):
             raise ValueError(
                 f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
             )
+        if potential == "sevennet" and find_spec("sevenn") is None:
+            raise ImportError(SEVENNET_INSTALL_HINT)
         if fmax <= 0 or max_steps < 1:
             raise ValueError(f"need fmax > 0 and max_steps >= 1, got {fmax=} {max_steps=}")
         self.name = potential
@@ -84,6 +91,7 @@ class ForceFieldOracle(Oracle):
         self.relax_cell = relax_cell
         self.optimizer = optimizer
         self.device = device
+        self.threads = threads
         self.progress = progress
 
     @property
@@ -96,6 +104,7 @@ class ForceFieldOracle(Oracle):
             "relax_cell": self.relax_cell,
             "optimizer": self.optimizer,
             "device": self.device,
+            "threads": self.threads,
         }
 
     @property
@@ -109,6 +118,24 @@ class ForceFieldOracle(Oracle):
         if self.name == "chgnet":
             return {Element.from_Z(z).symbol for z in range(1, CHGNET_MAX_Z + 1)}
         return None
+
+    def relax(
+        self,
+        structures: Sequence[Structure],
+        ids: Sequence[str],
+        on_result: ResultCallback | None = None,
+    ) -> list[OracleResult]:
+        """Relax in turn with the shared model; ``threads`` caps torch's CPU threads meanwhile.
+
+        On a shared or oversubscribed CPU one thread is often much faster than several.
+        """
+        previous = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            return super().relax(structures, ids, on_result)
+        finally:
+            torch.set_num_threads(previous)
 
     @property
     def calculator(self) -> Calculator:
