@@ -60,6 +60,9 @@ class GNoMEConfig:
     """"cpu", "cuda", "cuda:N" or "auto" (CUDA when available)."""
     n_workers: int = 1
     """Processes for graph construction."""
+    torch_threads: int | None = None
+    """Intra-op threads while training/predicting (None: torch's default). Small graphs on
+    a busy CPU run several times faster with 1 thread than with spinning thread pools."""
     progress: bool = False
     # screening (section 3)
     n_volumes: int = 20

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,6 +66,20 @@ def reference_energies(
         ],
         dtype=np.float64,
     )
+
+
+@contextmanager
+def torch_threads(n_threads: int | None) -> Iterator[None]:
+    """Run the block with ``n_threads`` intra-op threads (unchanged when None), then restore."""
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def median_and_iqr(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -225,9 +240,10 @@ class Ensemble(_BaseEnsemble):
         graph_cutoff = self.config.cutoff / min(scales)
         progress = self.config.progress if progress is None else progress
         parts = []
-        for chunk in self._chunks(len(structures), progress, "structures"):
-            graphs = structures_to_graphs(structures[chunk], graph_cutoff)
-            parts.append(self._formation_energies(graphs, scales))
+        with torch_threads(self.config.torch_threads):
+            for chunk in self._chunks(len(structures), progress, "structures"):
+                graphs = structures_to_graphs(structures[chunk], graph_cutoff)
+                parts.append(self._formation_energies(graphs, scales))
         return self._finish(np.concatenate(parts), reference)
 
 
@@ -247,9 +263,10 @@ class CompositionEnsemble(_BaseEnsemble):
         reference = reference_energies(compositions, self.elemental_energies)
         progress = self.config.progress if progress is None else progress
         parts = []
-        for chunk in self._chunks(len(compositions), progress, "compositions"):
-            graphs = [composition_to_graph(c) for c in compositions[chunk]]
-            parts.append(self._formation_energies(graphs, [1.0]))
+        with torch_threads(self.config.torch_threads):
+            for chunk in self._chunks(len(compositions), progress, "compositions"):
+                graphs = [composition_to_graph(c) for c in compositions[chunk]]
+                parts.append(self._formation_energies(graphs, [1.0]))
         return self._finish(np.concatenate(parts), reference)
 
 

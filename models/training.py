@@ -29,6 +29,7 @@ from .ensemble import (
     build_network,
     reference_energies,
     resolve_device,
+    torch_threads,
 )
 from .graphs import average_neighbours, collate, composition_to_graph, structures_to_graphs
 from .networks import GNoMENetwork, stack_state_dicts
@@ -316,8 +317,9 @@ def train_ensemble(
     skipped and counted (``metrics["n_skipped_nonfinite"]``). MAEs are in eV/atom.
     """
     config = resolve_config(config)
-    data = _prepare(structures, energies_per_atom, elemental_energies, config, False)
-    return _fit(data, config, n_models, elemental_energies, False, init_from)  # type: ignore[return-value]
+    with torch_threads(config.torch_threads):
+        data = _prepare(structures, energies_per_atom, elemental_energies, config, False)
+        return _fit(data, config, n_models, elemental_energies, False, init_from)  # type: ignore[return-value]
 
 
 def train_composition_ensemble(
@@ -331,8 +333,9 @@ def train_composition_ensemble(
     """Train compositional networks on (composition, lowest energy per atom); as
     :func:`train_ensemble`."""
     config = resolve_config(config)
-    data = _prepare(compositions, energies_per_atom, elemental_energies, config, True)
-    return _fit(data, config, n_models, elemental_energies, True, init_from)  # type: ignore[return-value]
+    with torch_threads(config.torch_threads):
+        data = _prepare(compositions, energies_per_atom, elemental_energies, config, True)
+        return _fit(data, config, n_models, elemental_energies, True, init_from)  # type: ignore[return-value]
 
 
 def scaling_curve(
@@ -358,7 +361,8 @@ def scaling_curve(
         if not 0 < fraction <= 1:
             raise ValueError(f"fractions must lie in (0, 1], got {fraction}")
         subset = pool[: max(1, round(fraction * len(pool)))]
-        _, metrics = _fit(data, config, n_models, elemental_energies, False, None, subset)
+        with torch_threads(config.torch_threads):
+            _, metrics = _fit(data, config, n_models, elemental_energies, False, None, subset)
         if "test_mae" not in metrics:
             raise ValueError("the test split is empty; give more distinct compositions")
         sizes.append(len(subset))

@@ -12,9 +12,9 @@ ROCKSALTS = (("Na", "Cl", 5.64), ("Mg", "O", 4.21), ("Li", "F", 4.03), ("K", "Br
 
 
 def rocksalt(cation: str, anion: str, a: float) -> Structure:
-    return Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
+    """Primitive two-atom rocksalt cell with conventional lattice constant ``a``."""
+    fcc = Lattice(0.5 * a * (1 - np.eye(3)))
+    return Structure(fcc, [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
 @pytest.fixture(scope="session")
@@ -41,4 +41,6 @@ def elemental_energies(structures) -> dict[str, float]:
 @pytest.fixture
 def tiny_config() -> GNoMEConfig:
     """A very small network so that training tests take seconds."""
-    return GNoMEConfig.small(embed_dim=16, mlp_hidden=(16,), steps=2, epochs=5, batch_size=4)
+    return GNoMEConfig.small(
+        embed_dim=16, mlp_hidden=(16,), steps=2, epochs=5, batch_size=4, torch_threads=1
+    )

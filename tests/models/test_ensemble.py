@@ -13,7 +13,9 @@ from hullhunter.models.networks import member_state_dict, stack_state_dicts
 
 
 def random_ensemble(elemental_energies, n_models=3, seed=0, **overrides) -> Ensemble:
-    config = GNoMEConfig.small(**{"embed_dim": 32, "mlp_hidden": (32,), **overrides})
+    config = GNoMEConfig.small(
+        **{"embed_dim": 32, "mlp_hidden": (32,), "torch_threads": 1, **overrides}
+    )
     torch.manual_seed(seed)
     return Ensemble(build_network(config, n_models, False, 12.0), config, elemental_energies)
 

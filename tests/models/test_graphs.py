@@ -54,9 +54,9 @@ def test_composition_graph_is_fully_connected_with_fractions():
 
 
 def test_collate_masks_edges_per_length_scale(make_rocksalt):
-    nacl = make_rocksalt("Na", "Cl", 5.64)  # 6 neighbours at 2.82 Å, 12 at 3.99 Å
+    nacl = make_rocksalt("Na", "Cl", 5.64)  # 2 atoms: 6 neighbours at 2.82 Å, 12 at 3.99 Å
     graph = structure_to_graph(nacl, cutoff=4.5)
     batch = collate([graph], length_scales=[0.95, 1.05], cutoff=4.0)
     per_copy = np.bincount(batch.node_graph[batch.edge_index[0]].numpy(), minlength=2)
-    assert per_copy.tolist() == [8 * 18, 8 * 6]
+    assert per_copy.tolist() == [2 * 18, 2 * 6]
     assert np.allclose(batch.edge_length.numpy().min(), 2.82 * 0.95, atol=1e-3)
