@@ -68,15 +68,26 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
     happen once per group on arrays (``parse_composition`` per item costs several times
     more).
     """
-    by_species: dict[tuple, tuple[list[int], list[tuple[float, ...]]]] = {}
+    # Keyed by the ids of the species objects: Elements are singletons, and hashing ids
+    # avoids a Python-level __hash__ call per element. Every composition is kept alive
+    # until the end of the call, so no id is reused for another species.
+    by_species: dict[tuple[int, ...], tuple[tuple, list[int], list[tuple[float, ...]]]] = {}
+    alive = []
     for i, composition in enumerate(compositions):
-        comp = composition if isinstance(composition, Composition) else Composition(composition)
+        if isinstance(composition, Composition):
+            comp = composition
+        else:
+            comp = Composition(composition)
+            alive.append(comp)
         amounts = comp.items().mapping
-        group = by_species.setdefault(tuple(amounts), ([], []))
-        group[0].append(i)
-        group[1].append(tuple(amounts.values()))
+        key = tuple(map(id, amounts))
+        group = by_species.get(key)
+        if group is None:
+            group = by_species[key] = (tuple(amounts), [], [])
+        group[1].append(i)
+        group[2].append(tuple(amounts.values()))
     merged: dict[Chemsys, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-    for species, (positions, values) in by_species.items():
+    for species, positions, values in by_species.values():
         if not species:
             raise ValueError("an empty composition was given; give at least one element")
         symbols = [sp.symbol for sp in species]

@@ -109,3 +109,20 @@ def test_rounds_must_not_go_back(make_entry) -> None:
     hull_set.add([make_entry("Li2O", -4.5, "a")], round=3)
     with pytest.raises(ValueError, match="round 2 comes before the open round 3"):
         hull_set.add([make_entry("Li2O", -4.4, "b")], round=2)
+
+
+def test_batches_of_one_round_do_not_compete(make_entry) -> None:
+    reference = [make_entry("Li", -2.0, "Li"), make_entry("O", -5.0, "O")]
+    hull_set = HullSet(reference)
+    hull_set.add([make_entry("LiO2", -5.0, "deep")], round=1)
+    hull_set.add([make_entry("LiO2", -4.8, "same-round")], round=1)
+    hull_set.add([make_entry("LiO2", -4.8, "next-round")], round=2)
+    records = {r.entry_id: r for r in hull_set.records()}
+    # Against Li + O only, LiO2 at -4.8 is 0.8 eV/atom below the tie line (-4.0);
+    # against the hull with "deep" in it, it is 0.2 eV/atom above.
+    assert records["same-round"].e_vs_previous == pytest.approx(-0.8)
+    assert records["same-round"].hit
+    assert records["next-round"].e_vs_previous == pytest.approx(0.2)
+    assert not records["next-round"].hit
+    assert records["next-round"].stable_vs_reference
+    assert [m["hits"] for m in hull_set.round_metrics()] == [2, 0]
