@@ -178,43 +178,44 @@ def test_cancelled_job_is_detected_as_lost_and_rerun(worker_setup, wait_for) -> 
     assert launch_output(launchpad, "step1", "step1.txt") == "resumed\n"
 
 
+def submit_pilot(setup, render, rocket_mode: str, ntasks: int = 1) -> str:
+    """Render slurm/worker.sbatch for this test's LaunchPad, sbatch it, return the job id."""
+    script = setup.config_dir / "worker.sbatch"
+    script.write_text(
+        render(
+            "worker.sbatch",
+            JOB_NAME=setup.job_name,
+            QUEUE="debug",
+            NODES=1,
+            NTASKS=ntasks,
+            CPUS_PER_TASK=1,
+            WALLTIME="00:05:00",
+            SBATCH_EXTRA="#SBATCH --comment=hullhunter-pilot",
+            LOGDIR=setup.log_dir,
+            LAUNCH_DIR=setup.launch_dir,
+            RLAUNCH=BIN_DIR / "rlaunch",
+            FW_CONFIG_DIR=setup.config_dir,
+            ROCKET_MODE=rocket_mode,
+            PYTHON_BIN_DIR=BIN_DIR,
+            JOBFLOW_CONFIG_FILE=setup.jobflow_config,
+            HULLHUNTER_HOME=setup.hullhunter_home,
+            VASP_CMD="vasp_std",
+        )
+    )
+    submitted = subprocess.run(["sbatch", "--parsable", script], capture_output=True, text=True)
+    assert submitted.returncode == 0, submitted.stderr
+    return submitted.stdout.strip().split(";")[0]
+
+
 def test_pilot_worker_sbatch_drains_its_category_in_one_job(worker_setup, render, wait_for) -> None:
     launchpad = worker_setup.launchpad
     launchpad.add_wf(two_step_workflow('echo "job=$SLURM_JOB_ID" > step1.txt'))
     gpu_only = Firework(ScriptTask.from_str("true"), spec={"_category": "gpu"}, name="train")
     launchpad.add_wf(Workflow([gpu_only], name="gpu-only"))
-    script = worker_setup.config_dir / "worker.sbatch"
-    script.write_text(
-        render(
-            "worker.sbatch",
-            JOB_NAME=worker_setup.job_name,
-            QUEUE="debug",
-            NODES=1,
-            NTASKS=1,
-            CPUS_PER_TASK=1,
-            WALLTIME="00:05:00",
-            SBATCH_EXTRA="#SBATCH --comment=hullhunter-pilot",
-            LOGDIR=worker_setup.log_dir,
-            LAUNCH_DIR=worker_setup.launch_dir,
-            RLAUNCH=BIN_DIR / "rlaunch",
-            FW_CONFIG_DIR=worker_setup.config_dir,
-            ROCKET_MODE="rapidfire --nlaunches 0 --sleep 1 --timeout 120",
-            PYTHON_BIN_DIR=BIN_DIR,
-            JOBFLOW_CONFIG_FILE=worker_setup.jobflow_config,
-            HULLHUNTER_HOME=worker_setup.hullhunter_home,
-            VASP_CMD="vasp_std",
-        )
-    )
-    submitted = subprocess.run(
-        ["sbatch", "--parsable", script], capture_output=True, text=True, check=True
-    )
-    job_id = submitted.stdout.strip().split(";")[0]
-    assert (
-        "Comment=hullhunter-pilot"
-        in subprocess.run(
-            ["scontrol", "show", "job", job_id], capture_output=True, text=True
-        ).stdout
-    )
+
+    job_id = submit_pilot(worker_setup, render, "rapidfire --nlaunches 0 --sleep 1 --timeout 120")
+    job = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True)
+    assert "Comment=hullhunter-pilot" in job.stdout, "SBATCH_EXTRA lines must reach sbatch"
     wait_for(
         lambda: not squeue_job_ids(worker_setup.job_name), FW_WAIT_S, f"pilot job {job_id} to end"
     )
@@ -224,3 +225,27 @@ def test_pilot_worker_sbatch_drains_its_category_in_one_job(worker_setup, render
     assert launch_output(launchpad, "step2", "step2.txt") == f"job={job_id}\n"
     log = (worker_setup.log_dir / f"{worker_setup.job_name}-{job_id}.out").read_text()
     assert f"hullhunter worker: job {job_id}" in log and "hullhunter worker: done" in log
+
+
+def test_pilot_multi_packs_fireworks_side_by_side(worker_setup, render, wait_for) -> None:
+    launchpad = worker_setup.launchpad
+    timed = 'date +%s.%N > start; echo "$SLURM_JOB_ID" > job; sleep 3; date +%s.%N > end'
+    for name in ("relax-a", "relax-b"):
+        firework = Firework(ScriptTask.from_str(timed), spec={"_category": "cpu"}, name=name)
+        launchpad.add_wf(Workflow([firework], name=name))
+
+    job_id = submit_pilot(
+        worker_setup, render, "multi 2 --nlaunches 0 --sleep 1 --timeout 120", ntasks=2
+    )
+    wait_for(
+        lambda: not squeue_job_ids(worker_setup.job_name), FW_WAIT_S, f"pilot job {job_id} to end"
+    )
+
+    assert fw_states(launchpad) == {"relax-a": "COMPLETED", "relax-b": "COMPLETED"}
+    spans = {}
+    for name in ("relax-a", "relax-b"):
+        assert launch_output(launchpad, name, "job") == f"{job_id}\n"
+        start, end = (float(launch_output(launchpad, name, f)) for f in ("start", "end"))
+        spans[name] = (start, end)
+    (start_a, end_a), (start_b, end_b) = spans.values()
+    assert start_a < end_b and start_b < end_a, f"the two fireworks did not overlap: {spans}"

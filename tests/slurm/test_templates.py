@@ -139,7 +139,9 @@ def test_worker_sbatch_is_valid_bash_with_directives_first(tmp_path: Path) -> No
     assert "#SBATCH --partition=short" in directives
     assert "#SBATCH --account=mat123" in directives
     assert "#SBATCH --time=00:05:00" in directives
-    assert "/opt/venv/bin/rlaunch -c /shared/hh/fw rapidfire --nlaunches 0 --timeout 3000" in lines
+    rocket = '"/opt/venv/bin/rlaunch" -c "/shared/hh/fw" rapidfire --nlaunches 0 --timeout 3000'
+    assert rocket in lines
+    assert "export HULLHUNTER_VASP_CMD='srun -n 16 vasp_std'" in lines
 
 
 def test_local_cluster_rejects_unknown_command() -> None:
