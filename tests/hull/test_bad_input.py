@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pymatgen.core import Composition, Species
 
 from hullhunter.hull import HullSet
 
@@ -76,3 +77,12 @@ def test_queries_outside_the_reference_are_nan(li_o: HullSet) -> None:
         li_o.decomposition_energy(["Li2O"], [-5.0], against="previous")
     with pytest.raises(ValueError, match="missing elemental reference for S"):
         li_o.hull("Li-S")
+
+
+def test_compositions_with_oxidation_states_and_bad_amounts(li_o: HullSet) -> None:
+    decorated = Composition({Species("Li", 1): 1, Species("O", -2): 1, Species("O", -1): 1})
+    plain = li_o.decomposition_energy(["LiO2"], [-4.5])
+    assert li_o.decomposition_energy([decorated], [-4.5]) == pytest.approx(plain, abs=1e-12)
+    negative = Composition({"Li": -1, "O": 2}, allow_negative=True)
+    with pytest.raises(ValueError, match="negative amount"):
+        li_o.decomposition_energy([negative], [-4.0])
