@@ -164,3 +164,17 @@ def test_local_cluster_start_needs_root() -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "must run as root" in result.stderr
+
+
+def test_local_cluster_state_folder_follows_the_environment(tmp_path: Path) -> None:
+    env = os.environ | {"HULLHUNTER_SLURM_DIR": str(tmp_path)}
+    script = SLURM_DIR / "local-cluster"
+    printed = subprocess.run([script, "env"], capture_output=True, text=True, env=env)
+    assert printed.stdout == f"export SLURM_CONF={tmp_path}/slurm.conf\n"
+    status = subprocess.run([script, "status"], capture_output=True, text=True, env=env)
+    assert status.returncode == 3
+    assert status.stdout.splitlines() == [
+        "munged: stopped",
+        "slurmctld: stopped",
+        "slurmd: stopped",
+    ]
