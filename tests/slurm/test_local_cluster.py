@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from fireworks import Firework, LaunchPad, ScriptTask, Workflow
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = pytest.mark.slurm
 
 LOCAL_CLUSTER = Path(__file__).resolve().parents[2] / "slurm" / "local-cluster"
 BIN_DIR = Path(sys.executable).parent
@@ -139,6 +139,7 @@ def test_qlaunch_rapidfire_runs_a_dependent_workflow(worker_setup, wait_for) -> 
     assert fw_by_name["step2"].launches[0].time_start >= fw_by_name["step1"].launches[0].time_end
 
 
+@pytest.mark.slow
 def test_cancelled_job_is_detected_as_lost_and_rerun(worker_setup, wait_for) -> None:
     launchpad = worker_setup.launchpad
     lp_file = str(worker_setup.config_dir / "my_launchpad.yaml")
