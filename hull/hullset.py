@@ -71,7 +71,7 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
     # Keyed by the ids of the species objects: Elements are singletons, and hashing ids
     # avoids a Python-level __hash__ call per element. Every composition is kept alive
     # until the end of the call, so no id is reused for another species.
-    by_species: dict[tuple[int, ...], tuple[tuple, list[int], list[tuple[float, ...]]]] = {}
+    by_species: dict[tuple[int, ...], tuple[tuple, list[int], list[float]]] = {}
     alive = []
     for i, composition in enumerate(compositions):
         if isinstance(composition, Composition):
@@ -85,16 +85,22 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
         if group is None:
             group = by_species[key] = (tuple(amounts), [], [])
         group[1].append(i)
-        group[2].append(tuple(amounts.values()))
+        group[2].extend(amounts.values())
     merged: dict[Chemsys, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     for species, positions, values in by_species.values():
         if not species:
             raise ValueError("an empty composition was given; give at least one element")
         symbols = [sp.symbol for sp in species]
         chemsys = tuple(sorted(set(symbols)))
-        columns = np.array([chemsys.index(symbol) for symbol in symbols])
-        amounts = np.zeros((len(positions), len(chemsys)))
-        np.add.at(amounts.T, columns, np.array(values, dtype=float).T)
+        columns = [chemsys.index(symbol) for symbol in symbols]
+        raw = np.array(values, dtype=float).reshape(len(positions), len(species))
+        if len(symbols) == len(chemsys):
+            amounts = np.empty_like(raw)
+            amounts[:, columns] = raw
+        else:  # one element in several oxidation states: sum its columns
+            amounts = np.zeros((len(positions), len(chemsys)))
+            for source, column in enumerate(columns):
+                amounts[:, column] += raw[:, source]
         if (amounts < 0).any():
             raise ValueError(f"a {'-'.join(chemsys)} composition has a negative amount")
         target = merged.setdefault(chemsys, ([], []))
