@@ -535,35 +535,40 @@ class HullSet:
         """Entries that are vertices of the current hull (pymatgen's ``stable_entries``)."""
         return [self.entries[row] for row in sorted(self._stable_row_set())]
 
-    def records(self, threshold: float = 0.0) -> list[EntryRecord]:
-        """One record per entry: rounds, scores when added, current value and hull status.
+    def records(self, threshold: float = 0.0, chemsys: str | None = None) -> list[EntryRecord]:
+        """One record per entry (grouped by chemical system): rounds, scores, hull status.
 
         Args:
             threshold: decomposition energy (eV/atom) at or below which an entry counts as
                 stable (plus ``STABILITY_TOL`` for round-off).
+            chemsys: only entries whose elements lie within this system ("A-B-C").
         """
-        values = self.entry_decomposition_energies()
-        stable = self._stable_row_set()
+        systems = self._current.systems()
+        if chemsys is not None:
+            within = set(chemsys.split("-"))
+            systems = [s for s in systems if within.issuperset(s)]
         cutoff = threshold + STABILITY_TOL
         out = []
-        for row, entry in enumerate(self.entries):
-            chemsys = self._chemsys[row]
-            entry_id = self._entry_id(entry)
-            out.append(
-                EntryRecord(
-                    entry_id=entry_id,
-                    formula=entry.composition.reduced_formula,
-                    chemsys=chemsys_string(chemsys),
-                    n_elements=len(chemsys),
-                    round=self._round[row],
-                    e_vs_reference=self._e_vs_reference[row],
-                    e_vs_previous=self._e_vs_previous[row],
-                    decomposition_energy=values[entry_id],
-                    stable_vs_reference=bool(self._e_vs_reference[row] <= cutoff),
-                    hit=bool(self._e_vs_previous[row] <= cutoff),
-                    on_hull=row in stable,
+        for system in systems:
+            values = self._system_values(system)
+            stable = self._stable_rows[system]
+            for row, value in values.items():
+                entry = self.entries[row]
+                out.append(
+                    EntryRecord(
+                        entry_id=self._entry_id(entry),
+                        formula=entry.composition.reduced_formula,
+                        chemsys=chemsys_string(system),
+                        n_elements=len(system),
+                        round=self._round[row],
+                        e_vs_reference=self._e_vs_reference[row],
+                        e_vs_previous=self._e_vs_previous[row],
+                        decomposition_energy=value,
+                        stable_vs_reference=bool(self._e_vs_reference[row] <= cutoff),
+                        hit=bool(self._e_vs_previous[row] <= cutoff),
+                        on_hull=row in stable,
+                    )
                 )
-            )
         return out
 
     def round_metrics(self, threshold: float = 0.0) -> list[dict]:

@@ -66,7 +66,7 @@ def plot_ternary_hull(
     hull = hull_set.hull(chemsys)
     if len(hull.elements) != 3:
         raise ValueError(f"chemsys {chemsys!r} has {len(hull.elements)} elements; give three")
-    records = [r for r in hull_set.records() if set(r.chemsys.split("-")) <= set(hull.elements)]
+    records = hull_set.records(chemsys="-".join(hull.elements))
     marked = (
         {r.entry_id for r in records if r.round is not None}
         if highlight is None

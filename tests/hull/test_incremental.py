@@ -77,6 +77,11 @@ def test_records_score_against_reference_and_hull_before_the_round(make_entries)
     assert all(records[e.entry_id].round is None for e in reference)
     on_hull = {e.entry_id for e in hull_set.stable_entries}
     assert {k for k, r in records.items() if r.on_hull} == on_hull
+    binary = hull_set.records(chemsys="Fe-Li")
+    assert {r.entry_id for r in binary} == {
+        k for k, r in records.items() if set(r.chemsys.split("-")) <= {"Fe", "Li"}
+    }
+    assert {r.chemsys for r in binary} == {"Fe", "Li", "Fe-Li"}
     # Some entries were stable against the reference but were later pushed off the hull.
     assert any(r.stable_vs_reference and not r.on_hull for r in records.values())
     for r in records.values():
