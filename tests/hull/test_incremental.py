@@ -131,3 +131,16 @@ def test_batches_of_one_round_do_not_compete(make_entry) -> None:
     assert not records["next-round"].hit
     assert records["next-round"].stable_vs_reference
     assert [m["hits"] for m in hull_set.round_metrics()] == [2, 0]
+
+
+def test_new_elemental_ground_state_updates_every_system_with_it(make_entries, make_entry) -> None:
+    entries = make_entries(3, 60, seed=11)
+    hull_set = HullSet(entries)
+    hull_set.entry_decomposition_energies()
+    lower_li = make_entry("Li", hull_set.elemental_references["Li"].energy_per_atom - 0.3, "Li-new")
+    touched = hull_set.add([lower_li])
+    assert touched == {s for s in hull_set.chemical_systems if "Li" in s.split("-")}
+    rebuilt = HullSet([*entries, lower_li])
+    ours, expected = hull_set.entry_decomposition_energies(), rebuilt.entry_decomposition_energies()
+    np.testing.assert_allclose([ours[k] for k in expected], list(expected.values()), atol=1e-12)
+    assert hull_set.elemental_references["Li"].entry_id == "Li-new"

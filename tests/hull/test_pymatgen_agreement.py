@@ -10,6 +10,8 @@ from pymatgen.core import Composition
 from hullhunter.hull import HullSet
 
 TOL = 1e-6
+# pymatgen sorts elements by electronegativity and warns for the noble gases in MP's set.
+pytestmark = pytest.mark.filterwarnings("ignore:No Pauling electronegativity")
 
 
 def pymatgen_entry_values(entries: list) -> tuple[dict[str, float], set[str]]:
