@@ -1,8 +1,9 @@
 """Integration: real SLURM (slurm/local-cluster) runs FireWorks jobs from the slurm/ templates.
 
 Covers a plain sbatch job, `qlaunch rapidfire` of a two-step workflow, a firework whose SLURM
-job is cancelled mid-run being found by `lpad detect_lostruns` and rerun, and the pilot
-worker.sbatch draining a workflow inside one allocation.
+job is cancelled mid-run being found by `lpad detect_lostruns` and rerun, the pilot
+worker.sbatch draining a workflow inside one allocation (one at a time and `multi 2`), and
+reservation mode (`qlaunch -r`) with per-firework `_queueadapter` overrides.
 """
 
 from __future__ import annotations
@@ -250,3 +251,36 @@ def test_pilot_multi_packs_fireworks_side_by_side(worker_setup, render, wait_for
         spans[name] = (start, end)
     (start_a, end_a), (start_b, end_b) = spans.values()
     assert start_a < end_b and start_b < end_a, f"the two fireworks did not overlap: {spans}"
+
+
+@pytest.mark.slow
+def test_reservation_mode_applies_queueadapter_overrides_and_packs_jobs(
+    worker_setup, wait_for
+) -> None:
+    launchpad = worker_setup.launchpad
+    timed = "date +%s.%N > start; sleep 8; date +%s.%N > end"  # long enough to overlap
+    overrides = {"relax-a": {}, "relax-b": {"walltime": "00:03:00"}}
+    for name, queueadapter in overrides.items():
+        spec = {"_category": "cpu", "_queueadapter": queueadapter}
+        launchpad.add_wf(Workflow([Firework(ScriptTask.from_str(timed), spec=spec, name=name)]))
+
+    qlaunch(worker_setup, "-r", "rapidfire", "--nlaunches", "0", "--sleep", "1")
+    wait_for(
+        lambda: set(fw_states(launchpad).values()) == {"COMPLETED"},
+        FW_WAIT_S,
+        "both reserved fireworks COMPLETED",
+    )
+
+    time_limits = {}
+    spans = {}
+    for name in overrides:
+        fw_id = launchpad.get_fw_ids({"name": name})[0]
+        job_id = launchpad.get_reservation_id_from_fw_id(fw_id)
+        job = subprocess.run(
+            ["scontrol", "show", "job", str(job_id)], capture_output=True, text=True
+        )
+        time_limits[name] = re.search(r"TimeLimit=(\S+)", job.stdout).group(1)
+        spans[name] = tuple(float(launch_output(launchpad, name, f)) for f in ("start", "end"))
+    assert time_limits == {"relax-a": "00:05:00", "relax-b": "00:03:00"}
+    (start_a, end_a), (start_b, end_b) = spans.values()
+    assert start_a < end_b and start_b < end_a, f"1-core jobs should share the node: {spans}"
