@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 ARCHITECTURE_FIELDS = (
@@ -55,6 +55,9 @@ class GNoMEConfig:
     """Share of training compositions (by a second hash) held out for early stopping."""
     test_split: bool = True
     """Hold out the composition-hash test set (MD5 mod 100 >= 85); False trains on all."""
+    joint_members: bool = False
+    """Train all ensemble members together in one stacked network (different
+    initialisations, shared batch order) instead of one after another."""
     seed: int = 0
     device: str = "cpu"
     """"cpu", "cuda", "cuda:N" or "auto" (CUDA when available)."""
@@ -70,7 +73,6 @@ class GNoMEConfig:
     volume_max: float = 1.2
     predict_batch_size: int = 8
     """Structures per forward pass at prediction (times n_volumes graphs with TTA)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def small(cls, **overrides: Any) -> GNoMEConfig:
@@ -85,6 +87,7 @@ class GNoMEConfig:
             "learning_rate": 2e-3,
             "avg_neighbors": "auto",
             "patience": 40,
+            "joint_members": True,
         }
         settings.update(overrides)
         return cls(**settings)

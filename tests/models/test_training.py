@@ -62,14 +62,16 @@ def test_bad_training_input_is_a_clear_error(structures, energies, elemental_ene
         train_ensemble(structures, [np.nan] * len(structures), elemental_energies, tiny_config, 1)
 
 
+@pytest.mark.parametrize("joint", [True, False])
 def test_training_is_deterministic_for_a_seed(
-    structures, energies, elemental_energies, tiny_config
+    structures, energies, elemental_energies, tiny_config, joint
 ):
-    config = all_train(tiny_config)
+    config = all_train(tiny_config, joint_members=joint)
     runs = [train_ensemble(structures, energies, elemental_energies, config, 2)[0] for _ in "ab"]
     first, second = (run.predict(structures[:4]).members for run in runs)
     assert np.array_equal(first, second)
-    other_seed = all_train(tiny_config, seed=5)
+    assert np.all(np.abs(first[:, 0] - first[:, 1]) > 1e-6)  # members differ
+    other_seed = all_train(tiny_config, seed=5, joint_members=joint)
     other = train_ensemble(structures, energies, elemental_energies, other_seed, 2)[0]
     assert not np.allclose(other.predict(structures[:4]).members, first)
 
