@@ -58,6 +58,11 @@ WALLTIME_BUFFER_S = 300
 
 MAKERS = ("double_relax", "double_relax_static")
 
+CUSTODIAN_DEFAULTS = {"polling_time_step": 0.5, "monitor_freq": 240}
+"""Custodian notices a finished VASP run within 0.5 s (its stock 10 s adds ~5 s to every run,
+which adds up over a batch of small cells) and still runs the monitors (frozen job,
+walltime...) every two minutes, well inside the walltime buffer."""
+
 
 class VaspNotFoundError(RuntimeError):
     """The VASP command named by the settings cannot be run."""
@@ -198,7 +203,7 @@ class VaspOracle(Oracle):
         self.handlers = [_handler(h) for h in (handlers or HANDLERS)]
         self.root_dir = Path(root_dir).resolve()
         self.maker = maker
-        self.custodian_kwargs = dict(custodian_kwargs or {})
+        self.custodian_kwargs = {**CUSTODIAN_DEFAULTS, **(custodian_kwargs or {})}
         self.user_incar_settings = dict(user_incar_settings or {})
         self.wall_time_s = wall_time_s
         self.progress = progress

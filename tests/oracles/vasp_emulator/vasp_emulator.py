@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# ruff: noqa: E402  (the banner and stale-file cleanup must happen before the slow imports)
+
 """A stand-in for the ``vasp_std`` binary, so atomate2 + custodian can run end to end in tests.
 
 It reads INCAR, POSCAR, KPOINTS and POTCAR (or POTCAR.spec) in the working folder, computes
@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import os
 
-print(" vasp.6.4.2 18Apr23 (build) complex (emulator): starting", flush=True)
-for threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(threads, "1")  # 3x3 cell algebra: extra BLAS threads only contend
-for stale in ("OSZICAR", "OUTCAR", "vasprun.xml"):  # VASP truncates these when it starts
-    if os.path.exists(stale):
-        os.remove(stale)
+if __name__ == "__main__":
+    print(" vasp.6.4.2 18Apr23 (build) complex (emulator): starting", flush=True)
+    for stale in ("OSZICAR", "OUTCAR", "vasprun.xml"):  # VASP truncates these when it starts
+        if os.path.exists(stale):
+            os.remove(stale)
+    for threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(threads, "1")  # 3x3 cell algebra: extra BLAS threads only contend
 
 import re
 import sys
