@@ -124,7 +124,7 @@ class Screening(_Strict):
 class ModelSettings(_Strict):
     preset: Literal["small", "gnome"] = "small"
     n_models: int = Field(3, ge=1, le=20)
-    max_epochs: int = Field(200, ge=1)
+    epochs: int = Field(200, ge=1)
     seed: int = 0
 
 

@@ -185,13 +185,21 @@ def _compositional_candidates(name: str, config: CampaignConfig) -> Iterator[gen
             yield candidate
 
 
+def _dedup_key(dedup: generators.Deduplicator, structure: Structure) -> str:
+    """The deduplicator's bucket as a string that MongoDB indexes."""
+    (formula, spacegroup, orbits), _ = dedup.key(structure)
+    return f"{formula}:{spacegroup}:{hashlib.sha1(repr(orbits).encode()).hexdigest()[:12]}"
+
+
 def _store_new_candidates(
     name: str, round_number: int, stream: Iterable[generators.Candidate]
 ) -> dict[str, int]:
     """Insert candidates that no earlier candidate of the campaign duplicates."""
     candidates = list(stream)
+    for candidate in candidates:
+        candidate.structure.remove_oxidation_states()  # oracles and models take plain elements
     dedup = generators.Deduplicator()
-    keys = [dedup.key(c.structure) for c in candidates]
+    keys = [_dedup_key(dedup, c.structure) for c in candidates]
     for earlier in Candidate.objects(campaign=name, dedup_key__in=sorted(set(keys))).only(
         "candidate_id", "structure"
     ):
@@ -535,10 +543,15 @@ def mongo_safe(value: Any) -> Any:
 
 
 def model_config(config: CampaignConfig) -> models.GNoMEConfig:
-    base = models.GNoMEConfig.small() if config.model.preset == "small" else models.GNoMEConfig()
-    return models.GNoMEConfig.from_dict(
-        {**base.to_dict(), "max_epochs": config.model.max_epochs, "seed": config.model.seed}
-    )
+    """The campaign's network settings: a preset with the campaign's epochs and seed."""
+    overrides = {
+        "epochs": config.model.epochs,
+        "seed": config.model.seed,
+        "device": get_settings().device,
+    }
+    if config.model.preset == "small":
+        return models.GNoMEConfig.small(**overrides)
+    return models.GNoMEConfig(**overrides)
 
 
 def retrain(name: str, round_number: int) -> dict[str, Any]:

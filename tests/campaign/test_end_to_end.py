@@ -21,14 +21,14 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "chemical_space": {"systems": ["Cl-K-Na"]},
-    "seeds": {"max_seeds": 12},
+    "seeds": {"max_seeds": 6, "elemental_polymorphs": 1},
     "generators": {
         "substitution": {"limit": 30},
         "saps": {"limit": 30, "max_per_parent": 4},
         "prototypes": {"limit": 10},
     },
-    "screening": {"top_k": 4, "exploration_fraction": 0.5},
-    "model": {"n_models": 2, "max_epochs": 30},
+    "screening": {"top_k": 4, "exploration_fraction": 0.5, "tta": False},
+    "model": {"n_models": 2, "epochs": 30},
     "oracle": {"fmax": 0.2, "max_steps": 60, "batch_size": 3},
 }
 
