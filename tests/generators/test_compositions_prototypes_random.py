@@ -1,0 +1,112 @@
+"""Composition enumeration (relaxed balance), prototype decoration and random structure search."""
+
+import numpy as np
+import pytest
+from pymatgen.core import Composition, Lattice, Structure
+
+from hullhunter.generators import (
+    Deduplicator,
+    GenerationStats,
+    decorate_prototypes,
+    enumerate_compositions,
+    is_relaxed_charge_balanced,
+    random_structures,
+)
+
+
+@pytest.mark.parametrize(
+    ("formula", "relaxed", "strict"),
+    [
+        ("Li15Si4", True, False),  # Si at -3.75, between -4 and -3
+        ("NaCl", True, True),
+        ("Li2O", True, True),
+        ("Fe3O4", True, False),  # Fe at 8/3, between 2 and 3
+        ("LiO2", False, False),  # O at -1/2 lies outside O's states
+        ("ClNa3", True, False),  # Na interpolated towards its metallic 0
+        ("OF2", False, False),  # O would need +2, which is not among its states
+    ],
+)
+def test_relaxed_oxidation_rule(formula, relaxed, strict):
+    assert is_relaxed_charge_balanced(formula) is relaxed
+    assert is_relaxed_charge_balanced(formula, max_interpolated=0) is strict
+
+
+def test_enumerate_compositions_bounds_and_filters():
+    stats = GenerationStats()
+    comps = list(
+        enumerate_compositions(
+            ["Li", "Si", "O"], max_atoms=19, known_formulas={"Li2O"}, stats=stats
+        )
+    )
+    formulas = {c.reduced_formula for c in comps}
+    assert "Li15Si4" in formulas and "Li4SiO4" in formulas
+    assert "Li2O" not in formulas and stats.skipped["known"] == 1
+    assert all(2 <= len(c) <= 3 and c.num_atoms <= 19 for c in comps)
+    assert all(is_relaxed_charge_balanced(c) for c in comps)
+    assert stats.skipped["not_charge_balanced"] > 0
+    assert len(formulas) == len(comps)  # reduced formulas only, no multiples
+    strict = set(
+        map(
+            str,
+            enumerate_compositions(
+                ["Li", "Si", "O"], max_atoms=19, max_interpolated=0, known_formulas={"Li2O"}
+            ),
+        )
+    )
+    assert strict < set(map(str, comps))
+    with pytest.raises(ValueError, match="Zz"):
+        list(enumerate_compositions(["Li", "Zz"]))
+
+
+def test_decorate_prototypes_stoichiometry_and_volume():
+    rocksalt = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    stats = GenerationStats()
+    out = list(
+        decorate_prototypes(
+            [("rs", rocksalt)], ["Li", "K", "F", "Cl"], known_formulas={"KCl"}, stats=stats
+        )
+    )
+    formulas = {c.formula for c in out}
+    assert {"LiF", "KF", "LiCl"} <= formulas
+    assert "KCl" not in formulas and "NaCl" not in formulas
+    lif = next(
+        c for c in out if c.formula == "LiF" and c.params["assignment"] == {"Cl": "F", "Na": "Li"}
+    )
+    assert lif.structure.volume < rocksalt.volume  # Li and F are smaller than Na and Cl
+    assert lif.params["volume_scale"] == pytest.approx(lif.structure.volume / rocksalt.volume)
+    assert all(len(c.structure) == len(rocksalt) and c.parent_id == "rs" for c in out)
+    # swapped assignments give the same structure: the deduplicator merges them
+    unique = list(Deduplicator().unique(out))
+    assert len(unique) < len(out)
+    assert stats.parents == 1 and stats.yielded == len(out)
+
+
+def test_decorate_aflow_library_by_default():
+    out = list(decorate_prototypes(None, ["Li", "O"], limit=20))
+    assert len(out) == 20
+    assert all(c.parent_id.startswith("aflow:") for c in out)
+    assert all(set(c.chemsys.split("-")) <= {"Li", "O"} for c in out)
+
+
+def test_random_structures_are_reproducible_and_sensible():
+    first = list(random_structures("Li15Si4", n=3, seed=7, max_atoms=38))
+    again = list(random_structures(Composition("Li30Si8"), n=3, seed=7, max_atoms=38))
+    other = list(random_structures("Li15Si4", n=3, seed=8, max_atoms=38))
+    assert len(first) == 3
+    assert [c.structure for c in first] == [c.structure for c in again]
+    assert [c.structure for c in first] != [c.structure for c in other]
+    for c in first:
+        assert c.formula == "Li15Si4" and c.generator == "random"
+        assert len(c.structure) == 19 * c.params["formula_units"]
+        assert c.structure.get_space_group_info(symprec=0.01)[1] == c.params["space_group"]
+        distances = c.structure.distance_matrix[~np.eye(len(c.structure), dtype=bool)]
+        assert distances.min() > 1.0
+
+
+def test_random_structures_bad_input():
+    with pytest.raises(ValueError, match="max_atoms"):
+        list(random_structures("Li15Si4", n=1, max_atoms=10))
+    with pytest.raises(ValueError):
+        list(random_structures("LiXx", n=1))
