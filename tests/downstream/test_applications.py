@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from hullhunter.documents import Material, structure_dict
+from hullhunter.workflows.applications import (
+    charge_balanced_ionic,
+    family_view,
+    layered,
+    li_ion_conductor_candidates,
+    run_screen,
+)
+
+
+def test_layered_flags_van_der_waals_layers_not_3d_frameworks(mos2, cdi2, nacl, srtio3):
+    records = layered([mos2, cdi2, nacl, srtio3], ids=["MoS2", "CdI2", "NaCl", "SrTiO3"])
+    verdicts = {r.material_id: (r.passed, r.details["dimensionality"]) for r in records}
+    assert verdicts == {
+        "MoS2": (True, 2),
+        "CdI2": (True, 2),
+        "NaCl": (False, 3),
+        "SrTiO3": (False, 3),
+    }
+    assert "3-D" in records[2].reasons[0]
+
+
+def test_conductor_screen_keeps_li2o_and_says_why_others_fail(li2o, licoo2, nacl, li3n):
+    records = li_ion_conductor_candidates(
+        [li2o, licoo2, nacl, li3n, li2o],
+        ids=["Li2O", "LiCoO2", "NaCl", "Li3N", "Li2O-unstable"],
+        decomposition_energies=[0.0, 0.0, 0.0, 0.0, 0.05],
+    )
+    by_id = {r.material_id: r for r in records}
+    assert [r.material_id for r in records if r.passed] == ["Li2O"]
+    assert any("variable-valence metals: Co" in reason for reason in by_id["LiCoO2"].reasons)
+    assert any("contains no Li" in reason for reason in by_id["NaCl"].reasons)
+    assert any("outside [0.1, 0.7]" in reason for reason in by_id["Li3N"].reasons)
+    assert any("unstable" in reason for reason in by_id["Li2O-unstable"].reasons)
+    wider = li_ion_conductor_candidates([li3n], decomposition_energies=[0.0], max_ion_fraction=0.8)
+    assert wider[0].passed
+
+
+def test_conductor_screen_without_stability_fails_unless_waived(li2o):
+    assert not li_ion_conductor_candidates([li2o])[0].passed
+    assert "stability unknown" in li_ion_conductor_candidates([li2o])[0].reasons[0]
+    assert li_ion_conductor_candidates([li2o], require_stable=False)[0].passed
+
+
+def test_wide_gap_proxy_rejects_intermetallics_and_accepts_salts():
+    assert (
+        charge_balanced_ionic(
+            Structure.from_spacegroup(
+                "Pm-3m", Lattice.cubic(3.0), ["Li", "Al"], [[0, 0, 0], [0.5] * 3]
+            ).composition
+        )
+        is None
+    )
+    assert charge_balanced_ionic(
+        Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(4.0), ["Li", "F"], [[0, 0, 0], [0.5] * 3]
+        ).composition
+    ) == {"Li": 1.0, "F": -1.0}
+
+
+def test_bad_input_has_clear_errors(li2o):
+    with pytest.raises(ValueError, match="1 materials but 2 ids"):
+        layered([li2o], ids=["a", "b"])
+    with pytest.raises(TypeError, match="pass pymatgen Structures"):
+        layered(["Li2O"])
+    with pytest.raises(ValueError, match="min_ion_fraction"):
+        li_ion_conductor_candidates([li2o], min_ion_fraction=0.5, max_ion_fraction=0.2)
+
+
+def test_family_view_orders_members_by_stability(li2o, licoo2, nacl):
+    records = family_view(
+        [li2o, licoo2, nacl], chemsys="Li-Co-O", decomposition_energies=[0.1, 0.0, None]
+    )
+    assert [(r.formula, r.passed) for r in records] == [
+        ("LiCoO2", True),
+        ("Li2O", True),
+        ("NaCl", False),
+    ]
+    ternaries = family_view([li2o, licoo2], chemsys="Li-Co-O", only_full_system=True)
+    assert [r.formula for r in ternaries if r.passed] == ["LiCoO2"]
+
+
+def _material(campaign, material_id, structure, e_decomp):
+    composition = structure.composition
+    elements = sorted(el.symbol for el in composition.elements)
+    return Material(
+        material_id=material_id,
+        campaign=campaign,
+        formula=composition.reduced_formula,
+        chemsys="-".join(elements),
+        elements=elements,
+        nelements=len(elements),
+        structure=structure_dict(structure),
+        energy_per_atom=-5.0,
+        decomposition_energy=e_decomp,
+        on_hull=e_decomp <= 0,
+    )
+
+
+def test_screens_run_on_campaign_documents(database, li2o, licoo2, nacl, mos2):
+    for material_id, structure, e_decomp in [
+        ("m1", li2o, 0.0),
+        ("m2", licoo2, 0.0),
+        ("m3", nacl, 0.0),
+        ("m4", mos2, 0.02),
+    ]:
+        _material("demo", material_id, structure, e_decomp).save()
+    _material("other", "m1", li2o, 0.0).save()
+
+    conductors = run_screen("li_ion_conductor_candidates", "demo")
+    assert [(r.material_id, r.passed) for r in conductors] == [
+        ("m1", True),
+        ("m2", False),
+        ("m3", False),
+        ("m4", False),
+    ]
+    family = run_screen("family_view", "demo", chemsys="Li-Co-O")
+    assert sorted(r.formula for r in family) == ["Li2O", "LiCoO2"]
+    assert [r.material_id for r in run_screen("layered", "demo") if r.passed] == ["m4"]
+    with pytest.raises(ValueError, match="unknown screen"):
+        run_screen("magnets", "demo")
