@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -91,4 +91,10 @@ def structure_from_elements(
     lattice: Lattice, elements: list[str], frac_coords: np.ndarray
 ) -> Structure:
     """A plain Structure (no oxidation states or site properties) on the given lattice."""
-    return Structure(lattice, elements, frac_coords)
+    return Structure(lattice, [_element(symbol) for symbol in elements], frac_coords)
+
+
+@cache
+def _element(symbol: str) -> Element:
+    """Cached Element: parsing symbols dominates building many small structures."""
+    return Element(symbol)

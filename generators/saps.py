@@ -190,8 +190,11 @@ def _swaps(
         stats.skipped[reason] += 1
         return []
     best: dict[tuple[str, str], float] = {}
-    for mapping, probability in model.replacements(species, allowed, max_changed=1):
-        ((old, new),) = [(o.symbol, n.symbol) for o, n in mapping.items() if o != n]
+    olds = tuple(model.index[sp] for sp in species)
+    for news, probability in model.replacement_indices(olds, allowed, max_changed=1):
+        ((old, new),) = [
+            (model.symbols[o], model.symbols[n]) for o, n in zip(olds, news, strict=True) if o != n
+        ]
         if new != old and new not in present:
             best[(old, new)] = max(best.get((old, new), 0.0), probability)
     return sorted(((o, n, p) for (o, n), p in best.items()), key=lambda t: -t[2])

@@ -64,6 +64,9 @@ class SubstitutionModel:
         # seconds): p_x(s) = sum_t exp(lambda(s, t)); cond[new, old] = exp(lambda) / p_x(old).
         weights = np.exp(lam)
         self.cond = weights / weights.sum(axis=0)[None, :]
+        self.symbols = [sp.symbol for sp in self.species]
+        self.oxidation = [float(sp.oxi_state) for sp in self.species]
+        self._choice_cache: dict[tuple[int, frozenset[str] | None], list[tuple[float, int]]] = {}
 
     def knows(self, species: Species) -> bool:
         """True when the species is in the λ table."""
@@ -80,43 +83,59 @@ class SubstitutionModel:
         ``allowed_elements`` restricts the elements of the new species; ``max_changed`` the number
         of species that change. Sorted by probability, highest first.
         """
-        choices = [self._choices(sp, allowed_elements) for sp in species]
+        olds = [self.index[sp] for sp in species]
+        return [
+            ({self.species[o]: self.species[n] for o, n in zip(olds, news, strict=True)}, prob)
+            for news, prob in self.replacement_indices(tuple(olds), allowed_elements, max_changed)
+        ]
+
+    def replacement_indices(
+        self,
+        olds: tuple[int, ...],
+        allowed_elements: frozenset[str] | None = None,
+        max_changed: int | None = None,
+    ) -> list[tuple[tuple[int, ...], float]]:
+        """:meth:`replacements` on species indices (pymatgen Species hash slowly: the hot path)."""
+        choices = [self._choices(old, allowed_elements) for old in olds]
         best = [options[0][0] if options else 0.0 for options in choices]
         # suffix[i] = best achievable product over positions i.. (the branch-and-bound bound).
-        suffix = np.ones(len(species) + 1)
-        for i in range(len(species) - 1, -1, -1):
+        suffix = [1.0] * (len(olds) + 1)
+        for i in range(len(olds) - 1, -1, -1):
             suffix[i] = suffix[i + 1] * best[i]
-        results: list[tuple[dict[Species, Species], float]] = []
+        results: list[tuple[tuple[int, ...], float]] = []
 
-        def recurse(i: int, prob: float, chosen: list[Species], changed: int) -> None:
-            if i == len(species):
+        def recurse(i: int, prob: float, chosen: tuple[int, ...], changed: int) -> None:
+            if i == len(olds):
                 if changed:
-                    results.append((dict(zip(species, chosen, strict=True)), prob))
+                    results.append((chosen, prob))
                 return
             for option_prob, new in choices[i]:
                 if prob * option_prob * suffix[i + 1] < self.threshold:
                     break
-                is_change = new != species[i]
+                is_change = new != olds[i]
                 if is_change and max_changed is not None and changed >= max_changed:
                     continue
-                recurse(i + 1, prob * option_prob, [*chosen, new], changed + is_change)
+                recurse(i + 1, prob * option_prob, (*chosen, new), changed + is_change)
 
-        recurse(0, 1.0, [], 0)
+        recurse(0, 1.0, (), 0)
         results.sort(key=lambda pair: -pair[1])
         return results
 
-    def _choices(self, old: Species, allowed: frozenset[str] | None) -> list[tuple[float, Species]]:
-        """(p(new | old), new) for every admissible new species, most probable first."""
-        column = self.cond[:, self.index[old]]
-        options = []
-        for j, new in enumerate(self.species):
-            if new == old:
-                # GNoME (a): an unchanged species contributes a factor of 1.
-                options.append((1.0 if self.variant == "gnome" else float(column[j]), new))
-            elif allowed is None or new.symbol in allowed:
-                options.append((float(column[j]), new))
-        options.sort(key=lambda pair: -pair[0])
-        return options
+    def _choices(self, old: int, allowed: frozenset[str] | None) -> list[tuple[float, int]]:
+        """(p(new | old), new) for every admissible new species index, most probable first."""
+        key = (old, allowed)
+        if key not in self._choice_cache:
+            column = self.cond[:, old].tolist()
+            options = []
+            for new, symbol in enumerate(self.symbols):
+                if new == old:
+                    # GNoME (a): an unchanged species contributes a factor of 1.
+                    options.append((1.0 if self.variant == "gnome" else column[new], new))
+                elif allowed is None or symbol in allowed:
+                    options.append((column[new], new))
+            options.sort(key=lambda pair: -pair[0])
+            self._choice_cache[key] = options
+        return self._choice_cache[key]
 
 
 @cache
@@ -178,20 +197,30 @@ def substitute(
             stats.skipped[reason] += 1
             continue
         site_elements = [site.specie.symbol for site in structure]
-        for mapping, probability in model.replacements(species, allowed, max_changed):
-            counts = {new: composition[old.symbol] for old, new in mapping.items()}
-            if charge_balanced and abs(sum(sp.oxi_state * n for sp, n in counts.items())) > 1e-6:
+        olds = tuple(model.index[sp] for sp in species)
+        amounts = [composition[sp.symbol] for sp in species]
+        for news, probability in model.replacement_indices(olds, allowed, max_changed):
+            new_symbols = [model.symbols[n] for n in news]
+            if len(set(new_symbols)) < len(new_symbols):
+                continue  # two species merged into one element: not a substitution of this parent
+            charge = sum(
+                model.oxidation[n] * amount for n, amount in zip(news, amounts, strict=True)
+            )
+            if charge_balanced and abs(charge) > 1e-6:
                 continue
-            element_map = {old.symbol: new.symbol for old, new in mapping.items()}
-            product = Composition({element_map[el.symbol]: n for el, n in composition.items()})
-            formula = product.reduced_formula
-            if formula in known or len(product) < len(composition):
+            element_map = {sp.symbol: new for sp, new in zip(species, new_symbols, strict=True)}
+            formula = Composition(dict(zip(new_symbols, amounts, strict=True))).reduced_formula
+            if formula in known:
                 continue
             new_structure = structure_from_elements(
                 structure.lattice, [element_map[el] for el in site_elements], structure.frac_coords
             )
             params = {
-                "substitution": {str(o): str(n) for o, n in mapping.items() if o != n},
+                "substitution": {
+                    str(model.species[o]): str(model.species[n])
+                    for o, n in zip(olds, news, strict=True)
+                    if o != n
+                },
                 "probability": probability,
                 "model": model.variant,
             }
