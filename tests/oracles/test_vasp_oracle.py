@@ -100,24 +100,38 @@ def test_double_relaxation_survives_four_faults_and_is_mp2020_corrected(
 
 
 @pytest.mark.slow
-def test_rerun_continues_from_last_contcar_with_gamma_mesh_for_hexagonal(
-    emulated_vasp: dict,
+def test_walltime_stop_is_recorded_and_the_rerun_continues_from_contcar(
+    emulated_vasp: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     structure = wurtzite_zno()
-    interrupted = structure.copy()
-    interrupted.scale_lattice(structure.volume * 1.1)
-    stopped_run = Path(emulated_vasp["root_dir"]) / "zno" / "job_walltime_stopped"
-    stopped_run.mkdir(parents=True)
-    Poscar(interrupted).write_file(stopped_run / "CONTCAR")
+    structure.scale_lattice(structure.volume * 1.15)
+    # From its 4th ionic step OUTCAR says a step takes 250 s: with 700 s of allocation left,
+    # custodian's WalltimeHandler must stop VASP (STOPCAR) rather than risk three more.
+    monkeypatch.setenv("HULLHUNTER_VASP_EMULATOR_LOOP_SECONDS", "250")
+    monkeypatch.setenv("HULLHUNTER_VASP_EMULATOR_SLOW_FROM_STEP", "4")
+    monkeypatch.setenv("HULLHUNTER_VASP_EMULATOR_STEP_DELAY", "0.3")
+    quick_monitors = {"polling_time_step": 0.2, "monitor_freq": 1}
+    settings = {**emulated_vasp, "custodian_kwargs": quick_monitors}
+    (stopped,) = VaspOracle(**settings, wall_time_s=700).relax([structure], ["zno"])
 
-    (result,) = VaspOracle(**emulated_vasp).relax([structure], ["zno"])
+    assert stopped.error.startswith("stopped by the walltime")
+    assert ("WalltimeHandler", "Walltime reached") in {
+        (c["handler"], error) for c in stopped.corrections for error in c["errors"]
+    }
+    stopped_runs = job_folders(stopped.directory)
+    assert [len(Vasprun(run / "vasprun.xml.gz").ionic_steps) for run in stopped_runs] == [4, 4]
+    last_contcar = Poscar.from_file(stopped_runs[-1] / "CONTCAR.gz").structure
+    assert last_contcar.volume != pytest.approx(structure.volume, rel=1e-3)
 
-    assert result.ok, result.error
-    first = next(p for p in job_folders(result.directory) if p != stopped_run)
-    started_from = Poscar.from_file(first / "POSCAR.orig.gz").structure
-    assert started_from.volume == pytest.approx(interrupted.volume, rel=1e-4)
-    assert Kpoints.from_file(first / "KPOINTS.gz").style == Kpoints.supported_modes.Gamma
-    assert result.corrections == []
+    for variable in ("LOOP_SECONDS", "SLOW_FROM_STEP", "STEP_DELAY"):
+        monkeypatch.delenv(f"HULLHUNTER_VASP_EMULATOR_{variable}")
+    (finished,) = VaspOracle(**emulated_vasp).relax([structure], ["zno"])
+
+    assert finished.ok and finished.converged, finished.error
+    first_rerun = next(p for p in job_folders(finished.directory) if p not in stopped_runs)
+    started_from = Poscar.from_file(first_rerun / "POSCAR.orig.gz").structure
+    assert started_from.lattice.abc == pytest.approx(last_contcar.lattice.abc, rel=1e-5)
+    assert Kpoints.from_file(first_rerun / "KPOINTS.gz").style == Kpoints.supported_modes.Gamma
 
 
 def test_missing_vasp_fails_at_once_naming_the_setting(tmp_path: Path) -> None:

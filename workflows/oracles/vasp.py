@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ HANDLERS: dict[str, type[ErrorHandler]] = {
 }
 """The standard handler set, by name; WalltimeHandler is added when SLURM gives a limit."""
 
+WALLTIME_START_VARIABLE = "CUSTODIAN_WALLTIME_START"
+WALLTIME_ERROR = "Walltime reached"  # what custodian's WalltimeHandler logs
 WALLTIME_BUFFER_S = 300
 """Seconds before the SLURM limit at which custodian stops VASP (and no new candidate starts)."""
 
@@ -145,13 +148,17 @@ def _latest_contcar(directory: Path) -> Structure | None:
     return None
 
 
-def _custodian_corrections(directory: Path) -> list[dict[str, Any]]:
-    """Every correction custodian logged under a candidate's folder, oldest run first.
+def _custodian_corrections(directory: Path, skip: set[Path]) -> list[dict[str, Any]]:
+    """The corrections custodian logged in a candidate's run folders (not those in ``skip``).
 
-    Each is ``{"handler": class name, "errors": [...], "actions": [...], "run": folder}``.
+    Each is ``{"handler": class name, "errors": [...], "actions": [...], "run": folder}``,
+    oldest run first.
     """
     corrections: list[dict[str, Any]] = []
-    logs = sorted(directory.glob("*/custodian.json*"), key=lambda p: p.stat().st_mtime)
+    logs = sorted(
+        (log for log in directory.glob("*/custodian.json*") if log.parent not in skip),
+        key=lambda p: p.stat().st_mtime,
+    )
     for log in logs:
         with zopen(log, mode="rt", encoding="utf-8") as file:
             runs = json.load(file)
@@ -208,6 +215,8 @@ class VaspOracle(Oracle):
         self.wall_time_s = wall_time_s
         self.progress = progress
         self._compatibility = MaterialsProject2020Compatibility()
+        self._batch_wall_time: int | None = None
+        self._deadline: float | None = None
 
     @property
     def version(self) -> str:
@@ -222,15 +231,30 @@ class VaspOracle(Oracle):
         ids: Sequence[str],
         on_result: ResultCallback | None = None,
     ) -> list[OracleResult]:
-        """Check the VASP command first (fail at once), then relax each candidate in turn."""
+        """Check the VASP command first (fail at once), then relax each candidate in turn.
+
+        With a walltime (``wall_time_s`` or what SLURM reports left), every custodian run gets
+        a WalltimeHandler counting from the batch's start: custodian keeps that start in
+        ``CUSTODIAN_WALLTIME_START``, which is set here for the batch and restored after.
+        """
         check_vasp_command(self.vasp_cmd)
-        remaining = self.wall_time_s or slurm_remaining_seconds()
-        self._deadline = None if remaining is None else time.monotonic() + remaining
-        return super().relax(structures, ids, on_result)
+        self._batch_wall_time = self.wall_time_s or slurm_remaining_seconds()
+        if self._batch_wall_time is None:
+            self._deadline = None
+            return super().relax(structures, ids, on_result)
+        self._deadline = time.monotonic() + self._batch_wall_time
+        previous_start = os.environ.get(WALLTIME_START_VARIABLE)
+        os.environ[WALLTIME_START_VARIABLE] = datetime.now().strftime("%a %b %d %H:%M:%S UTC %Y")
+        try:
+            return super().relax(structures, ids, on_result)
+        finally:
+            if previous_start is None:
+                os.environ.pop(WALLTIME_START_VARIABLE, None)
+            else:
+                os.environ[WALLTIME_START_VARIABLE] = previous_start
 
     def _seconds_left(self) -> int | None:
-        deadline = getattr(self, "_deadline", None)
-        return None if deadline is None else int(deadline - time.monotonic())
+        return None if self._deadline is None else int(self._deadline - time.monotonic())
 
     def _flow(self, structure: Structure) -> Any:
         """atomate2's MP GGA flow for one structure, its VASP runs wired to our settings."""
@@ -244,7 +268,7 @@ class VaspOracle(Oracle):
                 "vasp_gamma_cmd": self.vasp_gamma_cmd,
                 "max_errors": self.max_errors,
                 "handlers": self.handlers,
-                "wall_time": self._seconds_left(),
+                "wall_time": self._batch_wall_time,
                 "custodian_kwargs": self.custodian_kwargs,
             },
             # an unconverged run is reported as converged=False, not raised
@@ -282,49 +306,41 @@ class VaspOracle(Oracle):
             )
         start_structure = _latest_contcar(directory) if directory.exists() else None
         directory.mkdir(parents=True, exist_ok=True)
+        earlier_runs = set(directory.iterdir())
 
         flow = self._flow(start_structure or structure)
+        problem = None
         try:
             responses = run_locally(
                 flow, root_dir=directory, create_folders=True, log=False, raise_immediately=True
             )
-        except Exception as exc:  # recorded with the folder and corrections so far
+        except Exception as exc:  # recorded below with the folder and corrections so far
+            problem = f"{type(exc).__name__}: {exc}"
+        corrections = _custodian_corrections(directory, skip=earlier_runs)
+        if any(WALLTIME_ERROR in c["errors"] for c in corrections):
+            # a run stopped by STOPCAR looks finished to pymatgen; it is not
+            problem = "stopped by the walltime; rerun the batch to continue from its last CONTCAR"
+        if problem is None:
+            task_docs = [
+                responses[job.uuid][max(responses[job.uuid])].output for job in _vasp_jobs(flow)
+            ]
+            final = task_docs[-1]
+            corrected = self._compatibility.process_entry(final.entry, inplace=False)
+            if corrected is None:
+                problem = (
+                    "MaterialsProject2020Compatibility rejected the calculation "
+                    f"(run type {final.entry.parameters.get('run_type')})"
+                )
+        if problem is not None:
             return OracleResult.failed(
                 candidate_id,
                 structure,
-                f"{type(exc).__name__}: {exc}",
+                problem,
                 oracle=self.name,
                 oracle_version=self.version,
                 wall_time_s=time.perf_counter() - start,
                 directory=str(directory),
-                corrections=_custodian_corrections(directory),
-            )
-        task_docs = [
-            responses[job.uuid][max(responses[job.uuid])].output for job in _vasp_jobs(flow)
-        ]
-        return self._result(candidate_id, structure, task_docs, directory, start)
-
-    def _result(
-        self,
-        candidate_id: str,
-        structure: Structure,
-        task_docs: list[Any],
-        directory: Path,
-        start: float,
-    ) -> OracleResult:
-        final = task_docs[-1]
-        corrected = self._compatibility.process_entry(final.entry)
-        if corrected is None:
-            return OracleResult.failed(
-                candidate_id,
-                structure,
-                "MaterialsProject2020Compatibility rejected the calculation "
-                f"(run type {final.entry.parameters.get('run_type')})",
-                oracle=self.name,
-                oracle_version=self.version,
-                wall_time_s=time.perf_counter() - start,
-                directory=str(directory),
-                corrections=_custodian_corrections(directory),
+                corrections=corrections,
             )
         relaxed = final.output.structure
         return OracleResult(
@@ -338,7 +354,7 @@ class VaspOracle(Oracle):
             wall_time_s=time.perf_counter() - start,
             oracle=self.name,
             oracle_version=self.version,
-            corrections=_custodian_corrections(directory),
+            corrections=corrections,
             directory=str(directory),
         )
 

@@ -20,6 +20,12 @@ Faults for custodian to catch are injected through environment variables:
     (PositiveEnergyErrorHandler), ``frozen`` (output stops until killed: FrozenJobErrorHandler).
 ``HULLHUNTER_VASP_EMULATOR_DELAY``
     extra seconds to sleep per run, standing in for real compute time.
+``HULLHUNTER_VASP_EMULATOR_STEP_DELAY``
+    seconds to sleep after each ionic step (so monitors can act mid-run).
+``HULLHUNTER_VASP_EMULATOR_LOOP_SECONDS``
+    the time per ionic step that OUTCAR reports (``LOOP+`` lines, which custodian's
+    WalltimeHandler reads) from step ``HULLHUNTER_VASP_EMULATOR_SLOW_FROM_STEP`` (default 1)
+    on; other steps report the real time taken.
 ``HULLHUNTER_VASP_EMULATOR_TIMING``
     a file to which each run appends its wall time in seconds (from process start), so a
     benchmark can separate time inside the "binary" from time spent around it.
@@ -143,6 +149,9 @@ class Writer:
         self.nelm = int(incar.get("NELM", 60))
         self.ispin = int(incar.get("ISPIN", 1))
         self.steps: list[dict] = []
+        self.step_started = time.perf_counter()
+        self.loop_seconds = os.environ.get("HULLHUNTER_VASP_EMULATOR_LOOP_SECONDS")
+        self.slow_from_step = int(os.environ.get("HULLHUNTER_VASP_EMULATOR_SLOW_FROM_STEP", 1))
         self.log(" running on    1 total cores")
 
     def log(self, text: str) -> None:
@@ -163,8 +172,12 @@ class Writer:
                 "forces": atoms.get_forces(),
                 "stress": -atoms.get_stress(voigt=False) * KBAR_PER_EV_A3,
                 "electronic": electronic,
+                "loop_seconds": float(self.loop_seconds)
+                if self.loop_seconds and len(self.steps) + 1 >= self.slow_from_step
+                else time.perf_counter() - self.step_started,
             }
         )
+        self.step_started = time.perf_counter()
         index = len(self.steps)
         for k, value in enumerate(electronic, start=1):
             previous = electronic[k - 2] if k > 1 else 0.0
@@ -178,6 +191,7 @@ class Writer:
             + ("  mag=     0.0000" if self.ispin == 2 else "")
         )
         self.write_oszicar()
+        self.write_outcar(finished=False, stopped=False)
 
     def write_oszicar(self) -> None:
         lines = ["       N       E                     dE             d eps       ncg     rms"]
@@ -232,6 +246,8 @@ class Writer:
                 "",
                 f"  energy  without entropy=     {energy:.8f}  energy(sigma->0) =     {energy:.8f}",
                 " total drift:      0.000000      0.000000      0.000000",
+                f"      LOOP+:  cpu time {step['loop_seconds']:9.4f}: "
+                f"real time {step['loop_seconds']:9.4f}",
             ]
         lines += [" magnetization (x)", "", "# of ion       s       p       d       tot", "-" * 41]
         lines += [f"    {k + 1:d}        0.000   0.000   0.000   0.000" for k in range(n_atoms)]
@@ -508,17 +524,18 @@ def main() -> int:
     optimizer = (BFGS if ibrion == 1 else FIRE)(target, logfile=None)
 
     crash_step = 2 if fault in FAULT_MESSAGES else None
+    step_delay = float(os.environ.get("HULLHUNTER_VASP_EMULATOR_STEP_DELAY", 0))
     stopped = False
     writer.record(atoms)
     for _ in range(max(nsw - 1, 0) if relax else 0):
         writer.write_contcar()
+        time.sleep(step_delay)
         if crash_step is not None and len(writer.steps) >= crash_step:
             writer.log(FAULT_MESSAGES[fault])
             writer.write_outcar(finished=False, stopped=False)
             writer.write_vasprun(finished=False)
             return 1
         if fault == "frozen":
-            writer.write_outcar(finished=False, stopped=False)
             time.sleep(3600)
         if stop_requested():
             stopped = True
