@@ -128,7 +128,7 @@ def saps(
         if not swaps:
             continue
         permutations = site_permutations(structure, symprec)
-        elements = np.array([site.specie.symbol for site in structure])
+        elements = np.array([site.specie.symbol for site in structure], dtype=object)
         produced = 0
         for old, new, probability in swaps:
             a_sites = np.flatnonzero(elements == old)

@@ -91,3 +91,9 @@ def test_saps_levels_counted_when_too_large():
     levels = Counter(c.params["k"] for c in candidates)
     assert set(levels) == {1, 2, 7, 8, 9}  # C(9, k) > 50 for k = 3..6
     assert stats.skipped["saps_level_too_large"] == 4
+
+
+def test_one_letter_elements_take_two_letter_replacements():
+    parent = Structure(Lattice.cubic(4.2), ["K", "I"], [[0, 0, 0], [0.5, 0.5, 0.5]]) * (2, 1, 1)
+    candidates = list(saps([parent], replacements={"K": ["Rb"]}))
+    assert {c.formula for c in candidates} == {"KRbI2", "RbI"}
