@@ -9,9 +9,9 @@ structures per minute; the energies of the two runs must agree.
 VASP: ``--vasp`` MP GGA(+U) double relaxations run through atomate2 and custodian with the
 test tree's VASP emulator as ``vasp_std``. The emulator logs its own wall time, so the time
 spent outside the "binary" (input writing, custodian, parsing, MP2020) is the rest; it is
-shown with the oracle's custodian polling (0.5 s) and with custodian's stock polling (10 s).
+shown with the oracle's custodian polling (0.1 s) and with custodian's stock polling (10 s).
 
-    python benchmarks/oracle.py              # 8 structures, 2 VASP calculations (~5 min)
+    python benchmarks/oracle.py              # 6 structures, 2 VASP calculations (~5 min)
     python benchmarks/oracle.py --n 200      # the size the issue names
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -150,8 +151,9 @@ def vasp_structures(m: int) -> list[Structure]:
     return [pool[k % len(pool)] for k in range(m)]
 
 
-def vasp_overheads(m: int, polling_s: float, folder: Path) -> tuple[list[float], list[float]]:
-    """Per calculation: total wall time and the part spent outside the emulator."""
+def vasp_overheads(m: int, polling_s: float, folder: Path) -> tuple[list, list, list]:
+    """Per calculation: total wall time, wall time outside the emulator, and the CPU time this
+    process spent (the work outside the binary, whatever the machine's load)."""
     from hullhunter.workflows.oracles import VaspOracle
 
     timing = folder / f"emulator-{polling_s}.txt"
@@ -163,11 +165,12 @@ def vasp_overheads(m: int, polling_s: float, folder: Path) -> tuple[list[float],
         root_dir=folder / f"runs-{polling_s}",
         custodian_kwargs={"polling_time_step": polling_s, "monitor_freq": int(120 / polling_s)},
     )
-    totals, outside = [], []
+    totals, outside, cpu = [], [], []
     seen_runs = 0
+    cpu_mark = time.process_time()
 
     def account(result) -> None:
-        nonlocal seen_runs
+        nonlocal seen_runs, cpu_mark
         runs = [float(x) for x in timing.read_text().split()] if timing.exists() else []
         inside = sum(runs[seen_runs:])
         seen_runs = len(runs)
@@ -175,9 +178,11 @@ def vasp_overheads(m: int, polling_s: float, folder: Path) -> tuple[list[float],
             raise RuntimeError(f"VASP path failed: {result.error}")
         totals.append(result.wall_time_s)
         outside.append(result.wall_time_s - inside)
+        cpu.append(time.process_time() - cpu_mark)
+        cpu_mark = time.process_time()
 
     oracle.relax(vasp_structures(m), [f"calc-{k}" for k in range(m)], on_result=account)
-    return totals, outside
+    return totals, outside, cpu
 
 
 def vasp_benchmark(m: int) -> None:
@@ -191,20 +196,23 @@ def vasp_benchmark(m: int) -> None:
         folder = Path(tmp)
         SETTINGS["PMG_VASP_PSP_DIR"] = str(potcars.write_standin_potcars(folder / "potcars"))
         table = Table(title=f"VASP path, {m} MP GGA double relaxations (2 VASP runs each)")
-        for column in ("custodian polling", "median total s", "median outside binary s"):
+        columns = ("custodian polling", "total s", "outside binary s", "outside binary CPU s")
+        for column in columns:
             table.add_column(column, justify="right")
-        for polling_s, label in ((0.5, "0.5 s (oracle default)"), (10.0, "10 s (stock)")):
-            totals, outside = vasp_overheads(m, polling_s, folder)
-            table.add_row(
-                label, f"{statistics.median(totals):.2f}", f"{statistics.median(outside):.2f}"
-            )
+        for polling_s, label in ((0.1, "0.1 s (oracle default)"), (10.0, "10 s (stock)")):
+            totals, outside, cpu = vasp_overheads(m, polling_s, folder)
+            medians = (statistics.median(values) for values in (totals, outside, cpu))
+            table.add_row(label, *(f"{value:.2f}" for value in medians))
         console.print(table)
-        console.print("target: under 2 s outside the binary per calculation")
+        console.print(
+            "medians per calculation; target: under 2 s outside the binary per calculation "
+            "(wall clock includes waiting for a CPU on a loaded machine; CPU s does not)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=8, help="CHGNet structures (issue: 200)")
+    parser.add_argument("--n", type=int, default=6, help="CHGNet structures (issue: 200)")
     parser.add_argument("--vasp", type=int, default=2, help="emulated VASP calculations")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -214,6 +222,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    logging.getLogger("jobflow").setLevel(logging.ERROR)
     if args.worker:
         indices = [int(i) for i in args.indices.split(",")]
         worker(args.worker, indices, args.threads, args.out)
