@@ -249,7 +249,7 @@ def main() -> None:
         mib = _peak_memory_increase(subset, preset)
         print(
             f"peak RSS increase of a full screen ({label}) of {len(subset)} structures: "
-            f"{mib:.0f} MiB (prediction streams in chunks of 8 structures, so this does "
+            f"{mib:.0f} MiB (prediction streams in chunks of 160 graphs, so this does "
             "not grow with the number of structures)"
         )
 

@@ -118,8 +118,8 @@ class _BaseEnsemble:
         state = self.network.state_dict()
         return [member_state_dict(state, m) for m in range(self.n_models)]
 
-    def _chunks(self, n: int, progress: bool, what: str) -> Iterator[slice]:
-        size = self.config.predict_batch_size
+    def _chunks(self, n: int, copies: int, progress: bool, what: str) -> Iterator[slice]:
+        size = max(1, self.config.predict_batch_graphs // copies)
         with Progress(disable=not progress) as bar:
             task = bar.add_task(f"predicting {what}", total=n)
             for start in range(0, n, size):
@@ -241,7 +241,7 @@ class Ensemble(_BaseEnsemble):
         progress = self.config.progress if progress is None else progress
         parts = []
         with torch_threads(self.config.torch_threads):
-            for chunk in self._chunks(len(structures), progress, "structures"):
+            for chunk in self._chunks(len(structures), len(scales), progress, "structures"):
                 graphs = structures_to_graphs(structures[chunk], graph_cutoff)
                 parts.append(self._formation_energies(graphs, scales))
         return self._finish(np.concatenate(parts), reference)
@@ -264,7 +264,7 @@ class CompositionEnsemble(_BaseEnsemble):
         progress = self.config.progress if progress is None else progress
         parts = []
         with torch_threads(self.config.torch_threads):
-            for chunk in self._chunks(len(compositions), progress, "compositions"):
+            for chunk in self._chunks(len(compositions), 1, progress, "compositions"):
                 graphs = [composition_to_graph(c) for c in compositions[chunk]]
                 parts.append(self._formation_energies(graphs, [1.0]))
         return self._finish(np.concatenate(parts), reference)
