@@ -141,6 +141,13 @@ def test_missing_vasp_fails_at_once_naming_the_setting(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_elements_without_mp_potcar_fail_before_vasp_runs(emulated_vasp: dict) -> None:
+    polonium = Structure(Lattice.cubic(3.35), ["Po"], [[0, 0, 0]])
+    (result,) = VaspOracle(**emulated_vasp).relax([polonium], ["po"])
+    assert result.error == "element(s) Po not covered by this oracle"
+    assert not Path(emulated_vasp["root_dir"], "po").exists()
+
+
 def test_no_candidate_starts_when_walltime_is_nearly_spent(
     emulated_vasp: dict, tmp_path: Path
 ) -> None:

@@ -225,6 +225,13 @@ class VaspOracle(Oracle):
             f"MPGGA {self.maker}"
         )
 
+    @property
+    def known_elements(self) -> set[str]:
+        """Elements with a POTCAR in MP's input set."""
+        from pymatgen.io.vasp.sets import MPRelaxSet
+
+        return set(MPRelaxSet.CONFIG["POTCAR"])
+
     def relax(
         self,
         structures: Sequence[Structure],
