@@ -5,6 +5,7 @@ Errors print as one line (``error: ...``); ``--debug`` shows the traceback inste
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -111,16 +112,33 @@ def fireworks_config(
     folder: Path | None = typer.Option(None, "--dir", help="Where to write the files."),
     category: str | None = typer.Option(None, help="FireWorks worker category (cpu, gpu)."),
     name: str | None = typer.Option(None, help="FireWorks worker name."),
+    queue: str = typer.Option("normal", help="SLURM partition for qlaunch jobs."),
+    walltime: str = typer.Option("24:00:00", help="SLURM walltime, HH:MM:SS."),
+    nodes: int = typer.Option(1, help="Nodes per SLURM job."),
+    ntasks: int = typer.Option(1, help="MPI ranks per SLURM job (VASP ranks)."),
+    cpus_per_task: int = typer.Option(1, help="Cores per rank."),
+    account: str | None = typer.Option(None, help="SLURM account, if the site needs one."),
 ) -> None:
-    """Write my_launchpad.yaml, my_fworker.yaml and jobflow.yaml for lpad/rlaunch/qlaunch."""
-    from hullhunter.fireworks_config import write_config
+    """Write my_launchpad.yaml, my_fworker.yaml, my_qadapter.yaml and jobflow.yaml."""
+    from hullhunter.fireworks_config import QueueSettings, write_config
 
-    paths = write_config(folder=folder, category=category, name=name)
+    settings = get_settings()
+    slurm = QueueSettings(
+        queue=queue, walltime=walltime, nodes=nodes, ntasks=ntasks,
+        cpus_per_task=cpus_per_task, account=account,
+    )  # fmt: skip
+    paths = write_config(settings, folder=folder, category=category, name=name, queue=slurm)
     for role, path in paths.items():
         console.print(f"{role:>10}: {path}")
     console.print("\nFor lpad, rlaunch, qlaunch and jobflow in this shell:")
     console.print(f"export FW_CONFIG_FILE={paths['fw_config']}", highlight=False)
     console.print(f"export JOBFLOW_CONFIG_FILE={paths['jobflow']}", highlight=False)
+    if settings.db_uri and "HULLHUNTER_DB_URI" in os.environ:
+        console.print(
+            f"note: SLURM jobs read db_uri from {settings.home / 'config.yaml'}, not from this "
+            "shell's HULLHUNTER_DB_URI: put it there (on a shared file system) for qlaunch.",
+            highlight=False,
+        )
 
 
 @campaign_app.command("submit")

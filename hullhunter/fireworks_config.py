@@ -9,6 +9,10 @@ jobflow job use the same database without hand-editing. Workers need two variabl
 
 from __future__ import annotations
 
+import string
+import sys
+from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -63,13 +67,35 @@ def jobflow_config(uri: str, settings: Settings) -> dict:
     }
 
 
+@dataclass
+class QueueSettings:
+    """What a SLURM job of this worker asks for (rendered into my_qadapter.yaml)."""
+
+    queue: str = "normal"
+    walltime: str = "24:00:00"
+    nodes: int = 1
+    ntasks: int = 1
+    cpus_per_task: int = 1
+    account: str | None = None
+    qos: str | None = None
+    job_name: str = "hullhunter"
+    rocket_mode: str = "singleshot"
+
+
+def render_slurm_template(name: str, **values: object) -> str:
+    """The SLURM template ``slurm/<name>`` with its ``${NAME}`` placeholders filled."""
+    template = string.Template((files("hullhunter.slurm") / name).read_text())
+    return template.substitute({k: "" if v is None else str(v) for k, v in values.items()})
+
+
 def write_config(
     settings: Settings | None = None,
     folder: Path | None = None,
     category: str | None = None,
     name: str | None = None,
+    queue: QueueSettings | None = None,
 ) -> dict[str, Path]:
-    """Write the four config files and return their paths by role."""
+    """Write the FireWorks/jobflow files (and the SLURM adapter); return their paths by role."""
     settings = settings or get_settings()
     folder = Path(folder or config_dir(settings)).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,21 +105,50 @@ def write_config(
         "fworker": folder / "my_fworker.yaml",
         "fw_config": folder / "FW_config.yaml",
         "jobflow": folder / "jobflow.yaml",
-    }
-    fworker = {
-        "name": name or settings.fworker_name,
-        "category": category or settings.fworker_category,
-        "query": "{}",
-        "env": {},
+        "qadapter": folder / "my_qadapter.yaml",
     }
     contents = {
         "launchpad": launchpad_config(uri, settings),
-        "fworker": fworker,
         "fw_config": {"CONFIG_FILE_DIR": str(folder), "ECHO_TEST": "hullhunter"},
         "jobflow": jobflow_config(uri, settings),
     }
-    for role, path in paths.items():
-        path.write_text(yaml.safe_dump(contents[role], sort_keys=False))
+    for role, data in contents.items():
+        paths[role].write_text(yaml.safe_dump(data, sort_keys=False))
+    paths["fworker"].write_text(
+        render_slurm_template(
+            "my_fworker.yaml",
+            WORKER_NAME=name or settings.fworker_name,
+            CATEGORY=category or settings.fworker_category,
+            VASP_CMD=settings.vasp_cmd,
+        )
+    )
+    queue = queue or QueueSettings()
+    logs = folder / "logs"
+    logs.mkdir(exist_ok=True)
+    python_bin = Path(sys.executable).parent
+    paths["qadapter"].write_text(
+        render_slurm_template(
+            "my_qadapter.yaml",
+            RLAUNCH=python_bin / "rlaunch",
+            FW_CONFIG_DIR=folder,
+            ROCKET_MODE=queue.rocket_mode,
+            NODES=queue.nodes,
+            NTASKS=queue.ntasks,
+            CPUS_PER_TASK=queue.cpus_per_task,
+            WALLTIME=queue.walltime,
+            QUEUE=queue.queue,
+            ACCOUNT=queue.account,
+            QOS=queue.qos,
+            GRES=None,
+            MEM=None,
+            JOB_NAME=queue.job_name,
+            LOGDIR=logs,
+            PYTHON_BIN_DIR=python_bin,
+            JOBFLOW_CONFIG_FILE=paths["jobflow"],
+            HULLHUNTER_HOME=settings.home,
+            VASP_CMD=settings.vasp_cmd,
+        )
+    )
     return paths
 
 

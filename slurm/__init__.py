@@ -1,0 +1,1 @@
+"""SLURM templates and the local one-node cluster script, shipped as package data."""
