@@ -11,7 +11,7 @@ import pytest
 from custodian.vasp.handlers import FrozenJobErrorHandler
 from pymatgen.core import Lattice, Structure
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
-from pymatgen.io.vasp import Kpoints, Poscar, Vasprun
+from pymatgen.io.vasp import Incar, Kpoints, Poscar, Vasprun
 
 from hullhunter.settings import get_settings
 from hullhunter.workflows.oracles import VaspNotFoundError, VaspOracle, get_oracle
@@ -80,6 +80,10 @@ def test_double_relaxation_survives_four_faults_and_is_mp2020_corrected(
         ("UnconvergedErrorHandler", "Unconverged"),
     }
     first, second = job_folders(mno.directory)
+    incar = Incar.from_file(first / "INCAR.orig.gz")  # as atomate2 wrote it, before fixes
+    assert (incar["ENCUT"], incar["ISPIN"], incar["LDAU"]) == (520, 2, True)
+    assert all(m > 0 for m in incar["MAGMOM"])  # ferromagnetic start
+    assert dict(zip(["Mn", "O"], incar["LDAUU"], strict=True)) == {"Mn": 3.9, "O": 0}
     assert len(list(first.glob("error.*.tar.gz"))) == 4
     assert not list(second.glob("error.*"))
 
