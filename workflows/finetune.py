@@ -1,0 +1,418 @@
+"""A potential learned from the campaign: relaxation frames, GNoME sampling, CHGNet fine-tuning.
+
+Every relaxation step is a labelled frame (structure, energy per atom, forces, stress).
+:func:`record_relaxations` relaxes through ASE with any calculator (the CHGNet oracle by
+default, or a VASP-backed or other real potential) and keeps every step. Frames are split by
+GNoME's composition hash, sampled as GNoME did (half from all steps, half first steps), and
+CHGNet is fine-tuned with chgnet's own ``Trainer``. :func:`compare_models` reports the
+pretrained and fine-tuned errors on held-out frames side by side. :func:`frames_to_bytes`
+and :func:`frames_from_bytes` turn frames into one ``.npz`` blob for GridFS and back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import units
+from ase.calculators.calculator import Calculator
+from ase.filters import FrechetCellFilter
+from ase.optimize import FIRE
+from chgnet.data.dataset import StructureData, collate_graphs
+from chgnet.model import CHGNet, CHGNetCalculator
+from chgnet.trainer import Trainer
+from jobflow import job
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+from rich.progress import track
+from torch.utils.data import DataLoader
+
+from hullhunter.models import composition_hash_split
+
+# Layers frozen for fine-tuning, as in chgnet's fine-tuning example: the embeddings, basis
+# expansions, the first three atom convolutions and all bond/angle updates stay pretrained;
+# the last atom convolution, the readout and (optionally) the AtomRef composition model learn.
+FROZEN_MODULES = (
+    "atom_embedding",
+    "bond_embedding",
+    "angle_embedding",
+    "bond_basis_expansion",
+    "angle_basis_expansion",
+    "bond_conv_layers",
+    "angle_layers",
+)
+FROZEN_ATOM_CONV_LAYERS = 3
+
+
+@dataclass
+class Frame:
+    """One labelled step of a relaxation.
+
+    ``forces`` in eV/Å (n_atoms x 3); ``stress`` in GPa (3 x 3) with ASE's sign convention,
+    which is CHGNet's (positive = tensile), so frames feed chgnet's trainer directly.
+    """
+
+    structure: Structure
+    energy_per_atom: float
+    forces: np.ndarray
+    stress: np.ndarray
+    trajectory_id: str
+    step: int
+
+    @property
+    def formula(self) -> str:
+        return self.structure.composition.reduced_formula
+
+
+@cache
+def pretrained_chgnet(model_name: str = "0.3.0") -> CHGNet:
+    """The pretrained CHGNet from the wheel (offline), loaded once per process."""
+    return CHGNet.load(model_name=model_name, use_device="cpu", verbose=False)
+
+
+def chgnet_calculator(model: CHGNet | str | Path | None = None, device: str = "cpu") -> Calculator:
+    """An ASE calculator for a CHGNet: None = pretrained, a path = fine-tuned weights file."""
+    if model is None:
+        model = pretrained_chgnet()
+    elif not isinstance(model, CHGNet):
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"no CHGNet weights at {path}; pass a saved model file")
+        model = CHGNet.from_file(str(path))
+    return CHGNetCalculator(model, use_device=device)
+
+
+def _frame(atoms: Any, trajectory_id: str, step: int) -> Frame:
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    clean = Structure(structure.lattice, structure.species, structure.frac_coords)
+    energy = float(atoms.get_potential_energy())
+    forces = np.array(atoms.get_forces(), dtype=float)
+    stress = np.array(atoms.get_stress(voigt=False), dtype=float) / units.GPa
+    if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
+        raise FloatingPointError(f"{trajectory_id} step {step}: non-finite labels")
+    return Frame(clean, energy / len(atoms), forces, stress, trajectory_id, step)
+
+
+def _relax_recording(
+    structure: Structure,
+    calculator: Calculator,
+    trajectory_id: str,
+    fmax: float,
+    max_steps: int,
+    relax_cell: bool,
+) -> list[Frame]:
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    atoms.calc = calculator
+    frames: list[Frame] = []
+    optimizer = FIRE(FrechetCellFilter(atoms) if relax_cell else atoms, logfile=None)
+    optimizer.attach(lambda: frames.append(_frame(atoms, trajectory_id, len(frames))))
+    optimizer.run(fmax=fmax, steps=max_steps)
+    return frames
+
+
+def record_relaxations(
+    structures: Sequence[Structure],
+    ids: Sequence[str] | None = None,
+    *,
+    calculator: Calculator | None = None,
+    fmax: float = 0.05,
+    max_steps: int = 200,
+    relax_cell: bool = True,
+    progress: bool = False,
+) -> list[list[Frame]]:
+    """Relax each structure (FIRE, cell too by default) and keep every step's frame.
+
+    ``calculator`` is the oracle that labels the frames; the default is pretrained CHGNet,
+    the campaign's force-field oracle. Step 0 (the unrelaxed input) is the first frame.
+    """
+    if ids is not None and len(ids) != len(structures):
+        raise ValueError(f"{len(structures)} structures but {len(ids)} ids; give one id each")
+    calculator = calculator or chgnet_calculator()
+    trajectories = []
+    for index, structure in enumerate(
+        track(structures, description="relaxing", disable=not progress)
+    ):
+        trajectory_id = ids[index] if ids is not None else str(index)
+        trajectories.append(
+            _relax_recording(structure, calculator, trajectory_id, fmax, max_steps, relax_cell)
+        )
+    return trajectories
+
+
+def split_trajectories(
+    trajectories: Sequence[Sequence[Frame]],
+) -> tuple[list[list[Frame]], list[list[Frame]]]:
+    """GNoME's composition-hash split of whole trajectories: (train, held out).
+
+    Every polymorph of a composition falls on the same side, so held-out errors measure
+    transfer to unseen compositions.
+    """
+    kept = [list(t) for t in trajectories if t]
+    is_train = composition_hash_split([t[0].formula for t in kept])
+    train = [t for t, flag in zip(kept, is_train, strict=True) if flag]
+    heldout = [t for t, flag in zip(kept, is_train, strict=True) if not flag]
+    return train, heldout
+
+
+def gnome_sample(
+    trajectories: Sequence[Sequence[Frame]],
+    n_frames: int,
+    *,
+    first_step_fraction: float = 0.5,
+    seed: int = 0,
+) -> list[Frame]:
+    """GNoME's mix: ``first_step_fraction`` of frames are first steps, the rest any step.
+
+    GNoME's batches were 16 frames from all relaxation steps plus 16 first-step frames:
+    first steps (far from equilibrium, large forces) are otherwise rare among the many
+    near-converged steps. Draws with replacement only where a pool is smaller than asked.
+    """
+    if not 0 <= first_step_fraction <= 1:
+        raise ValueError(f"first_step_fraction must lie in [0, 1], got {first_step_fraction}")
+    all_steps = [frame for trajectory in trajectories for frame in trajectory]
+    first_steps = [trajectory[0] for trajectory in trajectories if trajectory]
+    if not all_steps:
+        raise ValueError("no frames to sample from; record relaxations first")
+    rng = np.random.default_rng(seed)
+    n_first = round(n_frames * first_step_fraction)
+    picks = []
+    for pool, count in ((first_steps, n_first), (all_steps, n_frames - n_first)):
+        indices = rng.choice(len(pool), size=count, replace=count > len(pool))
+        picks.extend(pool[i] for i in indices)
+    return picks
+
+
+def frames_to_bytes(frames: Sequence[Frame]) -> bytes:
+    """All frames as one compressed ``.npz`` blob (ragged atoms concatenated), for GridFS."""
+    sizes = np.array([len(f.structure) for f in frames], dtype=np.int64)
+    arrays = {
+        "n_atoms": sizes,
+        "lattices": np.array([f.structure.lattice.matrix for f in frames]).reshape(-1, 3, 3),
+        "numbers": np.concatenate([[s.specie.Z for s in f.structure] for f in frames] or [[]]),
+        "positions": np.concatenate(
+            [f.structure.cart_coords for f in frames] or [np.zeros((0, 3))]
+        ),
+        "energies_per_atom": np.array([f.energy_per_atom for f in frames], dtype=float),
+        "forces": np.concatenate([f.forces for f in frames] or [np.zeros((0, 3))]),
+        "stresses": np.array([f.stress for f in frames]).reshape(-1, 3, 3),
+        "steps": np.array([f.step for f in frames], dtype=np.int64),
+        "trajectory_ids": np.array(json.dumps([f.trajectory_id for f in frames])),
+    }
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def frames_from_bytes(blob: bytes) -> list[Frame]:
+    """Frames back from :func:`frames_to_bytes`."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    ids = json.loads(str(arrays["trajectory_ids"]))
+    offsets = np.concatenate([[0], np.cumsum(arrays["n_atoms"])])
+    frames = []
+    for i, (start, end) in enumerate(itertools.pairwise(offsets)):
+        structure = Structure(
+            Lattice(arrays["lattices"][i]),
+            arrays["numbers"][start:end].astype(int).tolist(),
+            arrays["positions"][start:end],
+            coords_are_cartesian=True,
+        )
+        frames.append(
+            Frame(
+                structure=structure,
+                energy_per_atom=float(arrays["energies_per_atom"][i]),
+                forces=arrays["forces"][start:end],
+                stress=arrays["stresses"][i],
+                trajectory_id=ids[i],
+                step=int(arrays["steps"][i]),
+            )
+        )
+    return frames
+
+
+def _loader(frames: Sequence[Frame], batch_size: int, shuffle: bool) -> DataLoader:
+    dataset = StructureData(
+        structures=[f.structure for f in frames],
+        energies=[f.energy_per_atom for f in frames],
+        forces=[f.forces.tolist() for f in frames],
+        stresses=[f.stress.tolist() for f in frames],
+        shuffle=False,
+    )
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_graphs)
+
+
+def freeze_pretrained_layers(model: CHGNet) -> None:
+    """Freeze CHGNet's embeddings and early interaction layers (see ``FROZEN_MODULES``)."""
+    for name in FROZEN_MODULES:
+        for parameter in getattr(model, name).parameters():
+            parameter.requires_grad = False
+    for layer in model.atom_conv_layers[:FROZEN_ATOM_CONV_LAYERS]:
+        for parameter in layer.parameters():
+            parameter.requires_grad = False
+
+
+@dataclass
+class FineTuneResult:
+    """The fine-tuned model, chgnet's per-epoch MAE history and where the weights went."""
+
+    model: CHGNet
+    history: dict[str, dict[str, list[float]]]
+    model_path: Path | None
+
+
+def finetune_chgnet(
+    train_frames: Sequence[Frame],
+    val_frames: Sequence[Frame] | None = None,
+    *,
+    base_model: str = "0.3.0",
+    epochs: int = 20,
+    learning_rate: float = 1e-3,
+    batch_size: int = 8,
+    freeze: bool = True,
+    train_composition_model: bool = True,
+    stress_loss_ratio: float = 0.1,
+    device: str = "cpu",
+    seed: int = 0,
+    save_path: str | Path | None = None,
+    progress: bool = False,
+) -> FineTuneResult:
+    """Fine-tune a fresh copy of pretrained CHGNet on frames with ``chgnet.trainer.Trainer``.
+
+    Energy, force and stress targets (MSE, chgnet's defaults for ratios except
+    ``stress_loss_ratio``). ``train_composition_model`` refits CHGNet's per-element
+    reference energies, needed when the oracle's energy zero differs from MPtrj's.
+    ``val_frames`` (default: the training frames) are only monitored, never selected on, so
+    held-out frames stay unseen; the model after the last epoch is returned.
+    """
+    if not train_frames:
+        raise ValueError("no training frames; record relaxations and sample them first")
+    if epochs < 1 or batch_size < 1 or learning_rate <= 0:
+        raise ValueError(
+            f"need epochs >= 1, batch_size >= 1, learning_rate > 0; got "
+            f"{epochs=}, {batch_size=}, {learning_rate=}"
+        )
+    model = CHGNet.from_dict(pretrained_chgnet(base_model).as_dict())
+    if freeze:
+        freeze_pretrained_layers(model)
+    trainer = Trainer(
+        model=model,
+        targets="efs",
+        stress_loss_ratio=stress_loss_ratio,
+        optimizer="Adam",
+        scheduler="CosLR",
+        criterion="MSE",
+        epochs=epochs,
+        learning_rate=learning_rate,
+        use_device=device,
+        torch_seed=seed,
+        data_seed=seed,
+        print_freq=10**9,
+    )
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    output = contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO())
+    with tempfile.TemporaryDirectory() as checkpoints, output:
+        trainer.train(
+            _loader(train_frames, batch_size, shuffle=True),
+            _loader(val_frames or train_frames, batch_size, shuffle=False),
+            save_dir=checkpoints,
+            train_composition_model=train_composition_model,
+        )
+    torch.random.set_rng_state(generator_state)
+    trained = trainer.model.to("cpu").eval()
+    path = None
+    if save_path is not None:
+        path = Path(save_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": trained.as_dict()}, path)
+    return FineTuneResult(trained, trainer.training_history, path)
+
+
+def evaluate(model: CHGNet, frames: Sequence[Frame], batch_size: int = 16) -> dict[str, float]:
+    """MAE of a CHGNet on frames: energy (eV/atom), forces (eV/Å), stress (GPa)."""
+    if not frames:
+        raise ValueError("no frames to evaluate on")
+    predictions = model.predict_structure(
+        [f.structure for f in frames], task="efs", batch_size=batch_size
+    )
+    energy = [
+        abs(float(p["e"]) - f.energy_per_atom) for p, f in zip(predictions, frames, strict=True)
+    ]
+    forces = np.concatenate(
+        [np.abs(p["f"] - f.forces).ravel() for p, f in zip(predictions, frames, strict=True)]
+    )
+    stress = np.concatenate(
+        [np.abs(p["s"] - f.stress).ravel() for p, f in zip(predictions, frames, strict=True)]
+    )
+    return {
+        "energy_mae_ev_per_atom": float(np.mean(energy)),
+        "force_mae_ev_per_a": float(forces.mean()),
+        "stress_mae_gpa": float(stress.mean()),
+        "n_frames": len(frames),
+    }
+
+
+def compare_models(
+    heldout_frames: Sequence[Frame], finetuned: CHGNet, pretrained: CHGNet | None = None
+) -> dict[str, dict[str, float]]:
+    """Held-out errors of the pretrained and the fine-tuned CHGNet, side by side."""
+    return {
+        "pretrained": evaluate(pretrained or pretrained_chgnet(), heldout_frames),
+        "finetuned": evaluate(finetuned, heldout_frames),
+    }
+
+
+def format_comparison(comparison: dict[str, dict[str, float]]) -> str:
+    """The comparison as a small text table for reports and logs."""
+    keys = ("energy_mae_ev_per_atom", "force_mae_ev_per_a", "stress_mae_gpa")
+    lines = [f"{'held-out MAE':<24}" + "".join(f"{name:>14}" for name in comparison)]
+    for key in keys:
+        lines.append(f"{key:<24}" + "".join(f"{m[key]:>14.4f}" for m in comparison.values()))
+    return "\n".join(lines)
+
+
+@job
+def finetune_job(
+    frames_path: str,
+    output_dir: str,
+    n_frames: int = 1024,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """jobflow job: split, sample and fine-tune on frames from a ``.npz`` file; report errors.
+
+    The campaign writes the GridFS blobs of its trajectories to ``frames_path`` (one
+    :func:`frames_to_bytes` blob); the job returns the side-by-side held-out errors and the
+    path of the saved weights.
+    """
+    frames = frames_from_bytes(Path(frames_path).read_bytes())
+    by_trajectory: dict[str, list[Frame]] = {}
+    for frame in frames:
+        by_trajectory.setdefault(frame.trajectory_id, []).append(frame)
+    train, heldout = split_trajectories(list(by_trajectory.values()))
+    if not train or not heldout:
+        raise ValueError(
+            f"the composition split left {len(train)} train and {len(heldout)} held-out "
+            "trajectories; record relaxations of more compositions"
+        )
+    result = finetune_chgnet(
+        gnome_sample(train, n_frames),
+        save_path=Path(output_dir) / "chgnet_finetuned.pt",
+        **(settings or {}),
+    )
+    heldout_frames = [frame for trajectory in heldout for frame in trajectory]
+    return {
+        "comparison": compare_models(heldout_frames, result.model),
+        "model_path": str(result.model_path),
+        "n_train_trajectories": len(train),
+        "n_heldout_trajectories": len(heldout),
+    }
