@@ -51,7 +51,7 @@ def load_or_make_dataset(
     n: int, relax_steps: int, cache: Path
 ) -> tuple[list[Structure], np.ndarray]:
     """The labelled dataset, cached on disk (labelling is the slow part)."""
-    key = f"n={n},relax={relax_steps}"
+    key = f"n={n},relax={relax_steps},contact-scaled"
     if cache.exists():
         stored = json.loads(gzip.decompress(cache.read_bytes()))
         if stored["key"] == key:

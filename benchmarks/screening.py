@@ -7,8 +7,8 @@ energies and CHGNet relaxations (FIRE, fmax 0.05, FrechetCellFilter) on a sample
 the peak memory of a full screen per 1,000 structures.
 
 Structures: pymatgen's bundled crystals and AFLOW prototypes, decorated / substituted
-with common elements and rescaled to a radii-based volume (what a substitution
-generator produces). Usage::
+with common elements and rescaled so the closest atoms touch (sum of atomic radii),
+as a substitution generator would produce them. Usage::
 
     python benchmarks/screening.py            # ~5 minutes on 2 cores
     python benchmarks/screening.py --n 2000   # the issue's size
@@ -46,8 +46,6 @@ BUNDLED = [
     "BaNiO3", "CsCl", "K2O2", "La2CoO4F", "Li10GeP2S12", "Li2O", "Li2O2", "Li3V2(PO4)3",
     "LiFePO4", "NaFePO4", "Pb2TiZrO6", "Si", "SiO2", "Sn", "SrTiO3", "TiO2", "TlBiSe2", "VO2",
 ]  # fmt: skip
-PACKING = 0.55
-"""Atomic-sphere volume / cell volume used to set the volume of decorated cells."""
 
 
 def _seed_structures() -> list[Structure]:
@@ -58,7 +56,7 @@ def _seed_structures() -> list[Structure]:
 
 def _decorate(parent: Structure, rng: np.random.Generator) -> Structure:
     """Replace every species by a random cation/anion (most electronegative -> anion),
-    rescale to a radii-based volume and enlarge to at least 4 atoms."""
+    rescale so the closest atoms touch, and enlarge to at least 4 atoms."""
     species = sorted(parent.composition.elements, key=lambda el: el.X)
     n_anions = 1 if len(species) > 1 else 0
     cations = rng.choice(CATIONS, size=len(species) - n_anions, replace=False).tolist()
@@ -66,15 +64,16 @@ def _decorate(parent: Structure, rng: np.random.Generator) -> Structure:
     mapping = dict(zip(species, cations + anions, strict=True))
     structure = parent.copy()
     structure.replace_species(mapping)
-    sphere_volume = sum(
-        4 / 3 * np.pi * Element(str(sp)).atomic_radius ** 3 for sp in structure.species
-    )
-    structure.scale_lattice(float(sphere_volume) / PACKING)
     while len(structure) < 4:
         shortest = int(np.argmin(structure.lattice.abc))
         scaling = [1, 1, 1]
         scaling[shortest] = 2
         structure.make_supercell(scaling)
+    # scale so that the closest pair of atoms touches (distance = sum of atomic radii)
+    radii = np.array([Element(str(sp)).atomic_radius for sp in structure.species])
+    distances = structure.distance_matrix + np.diag(np.full(len(structure), np.inf))
+    contact = float((distances / (radii[:, None] + radii[None, :])).min())
+    structure.scale_lattice(structure.volume / contact**3)
     return structure
 
 
