@@ -71,3 +71,32 @@ def test_unique_names_and_ids(perovskite):
     out = list(dedup.unique([perovskite, perovskite * (1, 1, 2)], ids=["a", "b"]))
     assert len(out) == 1
     assert dedup.add(perovskite, "c") == "a"
+
+
+def test_pair_fingerprint_invariances_and_decorations(perovskite):
+    from hullhunter.generators.dedup import pair_fingerprint
+
+    base = pair_fingerprint(perovskite)
+    copy = perovskite * (1, 2, 2)
+    copy.apply_operation(SymmOp.from_axis_angle_and_translation([1, 2, 3], 41.0))
+    copy.scale_lattice(copy.volume * 1.3)
+    assert np.allclose(pair_fingerprint(copy), base)
+    candidates = list(
+        saps([perovskite * (2, 2, 2)], replacements={"Sr": ["Ba"]}, max_per_parent=None)
+    )
+    two = [pair_fingerprint(c.structure) for c in candidates if c.params["k"] == 2]
+    assert len(two) == 3
+    assert all(not np.allclose(a, b, rtol=0.02) for i, a in enumerate(two) for b in two[i + 1 :])
+
+
+def test_whole_bucket_matching_gives_the_same_result(perovskite):
+    candidates = list(
+        saps([perovskite * (2, 2, 1)], replacements={"Sr": ["Ca"]}, max_per_parent=None)
+    )
+    copies = [c.structure * (1, 1, 2) for c in candidates]
+    stream = [c.structure for c in candidates] + copies
+    windowed = Deduplicator()
+    exhaustive = Deduplicator(fingerprint_tol=None)
+    assert [windowed.add(s, str(i)) for i, s in enumerate(stream)] == [
+        exhaustive.add(s, str(i)) for i, s in enumerate(stream)
+    ]
