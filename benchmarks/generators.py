@@ -174,7 +174,7 @@ def versus_group_structures(parents: list, size: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="also measure a 10^5 seen-set (long)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="time cap per generator")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time cap per generator")
     parser.add_argument("--parents", type=int, default=1000)
     parser.add_argument("--compare", type=int, default=2000, help="candidates for section 3")
     args = parser.parse_args()

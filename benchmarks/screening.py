@@ -77,6 +77,12 @@ def _decorate(parent: Structure, rng: np.random.Generator) -> Structure:
     return structure
 
 
+def _every_atom_bonded(structure: Structure, within: float = 4.0) -> bool:
+    """False for molecular-like cells whose contact scaling leaves atoms isolated."""
+    centres = structure.get_neighbor_list(within)[0]
+    return len(set(centres.tolist())) == len(structure)
+
+
 def make_structures(n: int, seed: int = 0) -> list[Structure]:
     """``n`` decorated real prototypes/crystals with 4-40 atoms, reproducible for a seed."""
     rng = np.random.default_rng(seed)
@@ -84,7 +90,7 @@ def make_structures(n: int, seed: int = 0) -> list[Structure]:
     out: list[Structure] = []
     while len(out) < n:
         candidate = _decorate(parents[int(rng.integers(len(parents)))], rng)
-        if 4 <= len(candidate) <= 40:
+        if 4 <= len(candidate) <= 40 and _every_atom_bonded(candidate):
             out.append(candidate)
     return out
 
