@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     fworker_name: str = Field("hullhunter-worker", description="FireWorks worker name")
     fworker_category: str = Field("cpu", description="FireWorks worker category")
     device: str = Field("cpu", description="torch device for training and screening")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads in jobs (None: torch's default)"
+    )
 
     @field_validator("db_uri")
     @classmethod

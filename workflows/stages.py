@@ -87,11 +87,17 @@ def _seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
     needs every elemental reference), then compounds, smallest cells first."""
     source = None if config.seeds.source == "builtin" else config.seeds.source
     seeds = generators.load_seeds(source, elements=config.chemical_space.all_elements)
+    by_element: dict[str, list[generators.Seed]] = {}
+    for seed in seeds:
+        if len(seed.elements) == 1:
+            by_element.setdefault(next(iter(seed.elements)), []).append(seed)
     elemental = [
         seed
-        for seed in seeds
-        if len(seed.elements) == 1
-        and seed.metadata.get("energy_rank", 0) < config.seeds.elemental_polymorphs
+        for polymorphs in by_element.values()
+        for seed in sorted(
+            polymorphs,
+            key=lambda seed: (seed.metadata.get("energy_rank", 0), len(seed.structure)),
+        )[: config.seeds.elemental_polymorphs]
     ]
     compounds = sorted(
         (seed for seed in seeds if len(seed.elements) > 1),
