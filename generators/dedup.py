@@ -40,7 +40,7 @@ class Deduplicator:
         self,
         symprec: float = 0.1,
         matcher: StructureMatcher | None = None,
-        fingerprint_tol: float | None = 0.02,
+        fingerprint_tol: float | None = 0.2,
     ) -> None:
         self.symprec = symprec
         self.fingerprint_tol = fingerprint_tol
