@@ -39,12 +39,11 @@ MP_LICENSE = "CC BY 4.0 (Materials Project data)"
 
 def clean(structure: Structure) -> Structure:
     """Drop site properties (magmoms etc.) and labels, round coordinates: a smaller file."""
-    structure = Structure(
+    return Structure(
         structure.lattice.matrix.round(6),
         structure.species_and_occu,
         structure.frac_coords.round(6),
     )
-    return structure
 
 
 def pymatgen_structures() -> list[Seed]:

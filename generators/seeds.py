@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +148,6 @@ def seeds_from_materials_project(
 
 def _all_chemsys(symbols: list[str]) -> list[str]:
     """Every chemical system ('A', 'A-B', ...) over the symbols."""
-    from itertools import combinations
-
     return ["-".join(c) for n in range(1, len(symbols) + 1) for c in combinations(symbols, n)]
 
 
