@@ -273,10 +273,11 @@ def screen(name: str, round_number: int) -> list[str]:
 def _choose(
     name: str, config: CampaignConfig, pending: list[Candidate], budget_left: int
 ) -> list[Candidate]:
+    """When both pipelines ran, AIRSS candidates take at most half of the round's places."""
     compositional = [c for c in pending if c.pipeline == "compositional"]
     structural = [c for c in pending if c.pipeline != "compositional"]
     places = min(config.screening.top_k, budget_left)
-    compositional = compositional[: max(places - 1, 0)] if structural else compositional[:places]
+    compositional = compositional[: (places + 1) // 2 if structural else places]
     places -= len(compositional)
     if not structural or places <= 0:
         return compositional
@@ -285,8 +286,7 @@ def _choose(
         raise ValueError(f"campaign '{name}' has no trained model: the seed round must finish")
     structures = [c.get_structure() for c in structural]
     prediction = ensemble.predict(structures, tta=config.screening.tta, progress=False)
-    hull = current_hull(name)
-    decomposition = hull.decomposition_energy(
+    decomposition = current_hull(name).decomposition_energy(
         [s.composition for s in structures], prediction.energy_per_atom
     )
     for doc, energy, spread, e_d in zip(
@@ -297,22 +297,47 @@ def _choose(
             set__predicted_uncertainty=float(spread),
             set__predicted_decomposition_energy=float(e_d),
         )
+    chosen = select_for_oracle(
+        [c.formula for c in structural],
+        decomposition,
+        places,
+        config.screening.max_decomposition_energy,
+        config.screening.exploration_fraction,
+        config.screening.one_per_composition,
+        random.Random(f"{name}-{structural[0].round}"),
+    )
+    return compositional + [structural[i] for i in chosen]
+
+
+def select_for_oracle(
+    formulas: list[str],
+    decomposition: np.ndarray,
+    places: int,
+    threshold: float,
+    exploration_fraction: float,
+    one_per_composition: bool,
+    rng: random.Random,
+) -> list[int]:
+    """GNoME's selection: indices of the candidates to relax, best first.
+
+    With ``one_per_composition`` only the lowest predicted decomposition energy of each
+    formula competes. Up to ``places`` minus the exploration share go to candidates at or
+    below ``threshold``, best first; the exploration share goes to random other candidates.
+    """
     order = np.argsort(decomposition, kind="stable")
-    best_per_formula: dict[str, int] = {}
-    for index in order:
-        formula = structural[index].formula
-        if config.screening.one_per_composition and formula in best_per_formula:
-            continue
-        best_per_formula.setdefault(formula, index)
-    ranked = list(best_per_formula.values()) if config.screening.one_per_composition else order
-    n_explore = round(places * config.screening.exploration_fraction)
-    exploit = [i for i in ranked if decomposition[i] <= config.screening.max_decomposition_energy][
-        : places - n_explore
-    ]
-    rest = [i for i in ranked if i not in set(exploit)]
-    rng = random.Random(f"{name}-{structural[0].round}")
-    explore = rng.sample(rest, min(places - len(exploit), n_explore, len(rest)))
-    return compositional + [structural[i] for i in [*exploit, *explore]]
+    if one_per_composition:
+        best: dict[str, int] = {}
+        for index in order:
+            best.setdefault(formulas[index], int(index))
+        ranked = list(best.values())
+    else:
+        ranked = [int(i) for i in order]
+    n_explore = round(places * exploration_fraction)
+    exploit = [i for i in ranked if decomposition[i] <= threshold][: places - n_explore]
+    taken = set(exploit)
+    rest = [i for i in ranked if i not in taken]
+    explore = rng.sample(rest, min(n_explore, places - len(exploit), len(rest)))
+    return exploit + explore
 
 
 # --- relax ----------------------------------------------------------------------------

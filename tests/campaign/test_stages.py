@@ -1,0 +1,91 @@
+"""Round stages in-process on the real MongoDB: selection rule, idempotent reruns, the
+compositional pipeline."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from hullhunter.campaign_config import parse_config
+from hullhunter.documents import Calculation, Campaign, Candidate, ModelVersion
+from hullhunter.workflows import stages
+
+
+def test_selection_keeps_best_per_formula_under_threshold():
+    formulas = ["A", "A", "B", "C", "D", "E"]
+    decomposition = np.array([0.01, -0.20, 0.03, 0.30, 0.04, 0.50])
+    chosen = stages.select_for_oracle(
+        formulas, decomposition, places=3, threshold=0.05,
+        exploration_fraction=0.0, one_per_composition=True, rng=random.Random(0),
+    )  # fmt: skip
+    assert chosen == [1, 2, 4]  # A's better polymorph, then B and D; C and E are above 50 meV
+
+
+def test_selection_exploration_share_is_random_beyond_the_filter():
+    formulas = [f"F{i}" for i in range(10)]
+    decomposition = np.linspace(-0.1, 0.8, 10)
+    chosen = stages.select_for_oracle(
+        formulas, decomposition, places=4, threshold=0.05,
+        exploration_fraction=0.5, one_per_composition=True, rng=random.Random(1),
+    )  # fmt: skip
+    assert chosen[:2] == [0, 1]  # the two best within the filter
+    assert len(chosen) == 4 and len(set(chosen)) == 4
+    assert all(decomposition[i] > decomposition[1] for i in chosen[2:])
+
+
+def test_selection_never_pads_with_filtered_out_candidates():
+    chosen = stages.select_for_oracle(
+        ["A", "B", "C"], np.array([0.2, 0.3, 0.4]), places=3, threshold=0.05,
+        exploration_fraction=0.0, one_per_composition=True, rng=random.Random(0),
+    )  # fmt: skip
+    assert chosen == []
+
+
+def test_batches_cover_every_id_once():
+    ids = [f"c{i}" for i in range(7)]
+    assert stages.batches(ids, 3) == [["c0", "c1", "c2"], ["c3", "c4", "c5"], ["c6"]]
+
+
+@pytest.mark.slow
+def test_seed_round_then_compositional_candidates(database, monkeypatch):
+    monkeypatch.setenv("HULLHUNTER_TORCH_THREADS", "1")
+    config = parse_config(
+        {
+            "name": "comp",
+            "pipelines": ["structural", "compositional"],
+            "chemical_space": {"systems": ["Ag-Au-Cu"]},
+            "seeds": {"max_seeds": 6, "elemental_polymorphs": 1},
+            "generators": {
+                "substitution": {"enabled": False},
+                "saps": {"enabled": False},
+                "prototypes": {"enabled": False},
+                "compositional": {"max_atoms": 4, "max_formulas": 2, "structures_per_formula": 2},
+            },
+            "screening": {"top_k": 3, "max_decomposition_energy": 10.0},
+            "model": {"n_models": 2, "epochs": 15},
+            "oracle": {"fmax": 0.2, "max_steps": 40},
+        }
+    )
+    Campaign(name="comp", config=config.model_dump(mode="json")).save()
+    assert stages.generate("comp", 0) == {"seed": 5}
+    # a rerun of the same stage (a lost job run again) adds nothing
+    assert stages.generate("comp", 0) == {"duplicates": 5}
+    seeds = stages.screen("comp", 0)
+    assert stages.relax("comp", 0, seeds)["completed"] == 5
+    assert stages.relax("comp", 0, seeds) == {"skipped_finished": 5}
+    metrics = stages.update_hull("comp", 0)
+    assert metrics["on_hull_total"] >= 3
+    assert stages.retrain("comp", 0) == {"structural": 1, "compositional": 1}
+    assert ModelVersion.objects(campaign="comp").count() == 2
+
+    counts = stages.generate("comp", 1)
+    assert counts.get("random", 0) >= 1
+    airss = Candidate.objects(campaign="comp", round=1, pipeline="compositional")
+    assert airss.count() == counts["random"]
+    known = set(Calculation.objects(campaign="comp").distinct("formula"))
+    assert not known & set(airss.distinct("formula"))
+    assert len(set(airss.distinct("formula"))) <= 2
+    selected = stages.screen("comp", 1)
+    assert 1 <= len(selected) <= 3
