@@ -221,6 +221,11 @@ def _print_status(name: str) -> None:
         )
     console.print(table)
     console.print("jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(state["jobs"].items())))
+    if state["lost_jobs"]:
+        console.print(
+            f"lost: {len(state['lost_jobs'])} RUNNING job(s) stopped pinging "
+            f"(fw ids {state['lost_jobs'][:10]}): `hullhunter campaign rerun-lost {name}`"
+        )
     console.print(
         "candidates: " + ", ".join(f"{k} {v}" for k, v in sorted(state["candidates"].items()))
     )
@@ -230,6 +235,18 @@ def _print_status(name: str) -> None:
 def campaign_status(name: str = typer.Argument(..., help="Campaign name.")) -> None:
     """Rounds, job states from the LaunchPad, candidate counts and hit rate so far."""
     _print_status(name)
+
+
+@campaign_app.command("rerun-lost")
+def campaign_rerun_lost(
+    name: str = typer.Argument(..., help="Campaign name."),
+    expiration: int = typer.Option(4 * 3600, help="Seconds without a ping before a job is lost."),
+) -> None:
+    """Put jobs whose worker died (walltime, node loss) back to READY; finished work is kept."""
+    from hullhunter.workflows.campaign import lost_jobs
+
+    rerun = lost_jobs(name, expiration_s=expiration, rerun=True)
+    console.print(f"{len(rerun)} lost job(s) of {name} set to rerun: {rerun}")
 
 
 @campaign_app.command("report")

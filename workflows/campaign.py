@@ -27,7 +27,7 @@ from hullhunter.settings import get_settings
 from hullhunter.workflows.jobs import round_flow
 from hullhunter.workflows.stages import SEED_ROUND
 
-ACTIVE_STATES = ("READY", "WAITING", "RESERVED", "RUNNING", "PAUSED")
+LOST_AFTER_S = 4 * 3600  # FireWorks pings hourly; its own default expiration
 
 
 def submit_campaign(config: CampaignConfig) -> tuple[bool, str]:
@@ -123,6 +123,15 @@ def cancel(name: str) -> int:
     return len(campaign.workflow_ids)
 
 
+def lost_jobs(name: str, expiration_s: int = LOST_AFTER_S, rerun: bool = False) -> list[int]:
+    """RUNNING fireworks of the campaign whose worker stopped pinging (killed by walltime,
+    node loss); with ``rerun`` they go back to READY. The batch they ran skips what finished."""
+    _, lost_fw_ids, _ = get_launchpad().detect_lostruns(
+        expiration_secs=expiration_s, rerun=rerun, query={"spec.hullhunter_campaign": name}
+    )
+    return sorted(lost_fw_ids)
+
+
 def status(name: str) -> dict[str, Any]:
     """Where the campaign stands: rounds with counts and metrics, jobs, candidates."""
     campaign = _campaign(name)
@@ -152,6 +161,7 @@ def status(name: str) -> dict[str, Any]:
         "current_round": campaign.current_round,
         "rounds": rounds,
         "jobs": dict(firework_states(name)),
+        "lost_jobs": lost_jobs(name),
         "candidates": by_status,
     }
 
