@@ -120,7 +120,7 @@ def fireworks_config(
     account: str | None = typer.Option(None, help="SLURM account, if the site needs one."),
 ) -> None:
     """Write my_launchpad.yaml, my_fworker.yaml, my_qadapter.yaml and jobflow.yaml."""
-    from hullhunter.fireworks_config import QueueSettings, write_config
+    from hullhunter.fireworks_config import QueueSettings, get_launchpad, write_config
 
     settings = get_settings()
     slurm = QueueSettings(
@@ -128,6 +128,7 @@ def fireworks_config(
         cpus_per_task=cpus_per_task, account=account,
     )  # fmt: skip
     paths = write_config(settings, folder=folder, category=category, name=name, queue=slurm)
+    get_launchpad(settings)  # initialise the LaunchPad of a new database for lpad/qlaunch
     for role, path in paths.items():
         console.print(f"{role:>10}: {path}")
     console.print("\nFor lpad, rlaunch, qlaunch and jobflow in this shell:")

@@ -153,9 +153,13 @@ def write_config(
 
 
 def get_launchpad(settings: Settings | None = None) -> LaunchPad:
-    """A LaunchPad on hullhunter's database."""
+    """A LaunchPad on hullhunter's database, initialised if the database is new."""
     settings = settings or get_settings()
-    return LaunchPad.from_dict(launchpad_config(server_uri(settings), settings))
+    launchpad = LaunchPad.from_dict(launchpad_config(server_uri(settings), settings))
+    if launchpad.fw_id_assigner.find_one() is None and launchpad.fireworks.find_one() is None:
+        # a fresh database has no id counters yet; resetting an empty LaunchPad loses nothing
+        launchpad.reset("", require_password=False)
+    return launchpad
 
 
 def get_job_store(settings: Settings | None = None) -> JobStore:
