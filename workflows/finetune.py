@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from chgnet.data.dataset import StructureData, collate_graphs
 from chgnet.model import CHGNet, CHGNetCalculator
 from chgnet.trainer import Trainer
 from jobflow import job
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import track
 from torch.utils.data import DataLoader
@@ -137,7 +137,8 @@ def record_relaxations(
     """
     if ids is not None and len(ids) != len(structures):
         raise ValueError(f"{len(structures)} structures but {len(ids)} ids; give one id each")
-    calculator = calculator or chgnet_calculator()
+    if calculator is None:
+        calculator = chgnet_calculator()
     trajectories = []
     for index, structure in enumerate(
         track(structures, description="relaxing", disable=not progress)
@@ -261,6 +262,34 @@ def freeze_pretrained_layers(model: CHGNet) -> None:
             parameter.requires_grad = False
 
 
+def align_reference_energies(model: CHGNet, frames: Sequence[Frame]) -> dict[str, float]:
+    """Shift CHGNet's per-element reference energies so its energies match the frames' zero.
+
+    A different oracle (another code, pseudopotentials or potential) puts energies on another
+    zero: a per-element offset that gradient steps learn slowly and that otherwise dominates
+    the loss. The offset is the least-squares fit of (label - prediction) per atom against
+    the composition fractions; only elements present in the frames move. Returns the shifts
+    (eV/atom).
+    """
+    predictions = model.predict_structure([f.structure for f in frames], task="e")
+    residuals = np.array(
+        [f.energy_per_atom - float(p["e"]) for f, p in zip(frames, predictions, strict=True)]
+    )
+    numbers = sorted({site.specie.Z for f in frames for site in f.structure})
+    fractions = np.array(
+        [
+            [f.structure.composition.get_atomic_fraction(Element.from_Z(z)) for z in numbers]
+            for f in frames
+        ]
+    )
+    shifts, *_ = np.linalg.lstsq(fractions, residuals, rcond=None)
+    with torch.no_grad():
+        weight = model.composition_model.fc.weight
+        for z, shift in zip(numbers, shifts, strict=True):
+            weight[0, z - 1] += float(shift)
+    return {Element.from_Z(z).symbol: float(d) for z, d in zip(numbers, shifts, strict=True)}
+
+
 @dataclass
 class FineTuneResult:
     """The fine-tuned model, chgnet's per-epoch MAE history and where the weights went."""
@@ -279,7 +308,9 @@ def finetune_chgnet(
     learning_rate: float = 1e-3,
     batch_size: int = 8,
     freeze: bool = True,
-    train_composition_model: bool = True,
+    align_energies: bool = True,
+    train_composition_model: bool = False,
+    targets: Literal["ef", "efs"] = "ef",
     stress_loss_ratio: float = 0.1,
     device: str = "cpu",
     seed: int = 0,
@@ -288,9 +319,11 @@ def finetune_chgnet(
 ) -> FineTuneResult:
     """Fine-tune a fresh copy of pretrained CHGNet on frames with ``chgnet.trainer.Trainer``.
 
-    Energy, force and stress targets (MSE, chgnet's defaults for ratios except
-    ``stress_loss_ratio``). ``train_composition_model`` refits CHGNet's per-element
-    reference energies, needed when the oracle's energy zero differs from MPtrj's.
+    ``targets`` "ef" (default) trains on energies and forces, as GNoME's loss did; "efs"
+    adds stresses with ``stress_loss_ratio`` (MSE, chgnet's other defaults).
+    ``align_energies`` first moves CHGNet's per-element reference energies onto the
+    oracle's zero (:func:`align_reference_energies`);
+    ``train_composition_model`` lets the trainer adjust them further.
     ``val_frames`` (default: the training frames) are only monitored, never selected on, so
     held-out frames stay unseen; the model after the last epoch is returned.
     """
@@ -304,9 +337,11 @@ def finetune_chgnet(
     model = CHGNet.from_dict(pretrained_chgnet(base_model).as_dict())
     if freeze:
         freeze_pretrained_layers(model)
+    if align_energies:
+        align_reference_energies(model, train_frames)
     trainer = Trainer(
         model=model,
-        targets="efs",
+        targets=targets,
         stress_loss_ratio=stress_loss_ratio,
         optimizer="Adam",
         scheduler="CosLR",

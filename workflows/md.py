@@ -277,16 +277,22 @@ def conductivity(
         return result
 
     displacements = np.transpose(positions - positions[0], (1, 0, 2))
-    analyzer = DiffusionAnalyzer(
-        cell,
-        displacements,
-        mobile_ion,
-        settings.temperature_k,
-        settings.timestep_fs,
-        settings.sample_every,
-        smoothed="max",
-        min_obs=settings.min_obs,
-    )
+    try:
+        analyzer = DiffusionAnalyzer(
+            cell,
+            displacements,
+            mobile_ion,
+            settings.temperature_k,
+            settings.timestep_fs,
+            settings.sample_every,
+            smoothed="max",
+            min_obs=settings.min_obs,
+        )
+    except ValueError as error:
+        # smoothed="max" fits windows from 1 ps up: shorter production runs cannot be fitted.
+        result.status = "failed"
+        result.reason = f"diffusion analysis failed ({error}); production must exceed 1 ps"
+        return result
     diffusivity = float(analyzer.diffusivity)
     if not math.isfinite(diffusivity) or diffusivity <= 0:
         result.status = "failed"
