@@ -9,10 +9,12 @@ cost per candidate does not grow with the number of structures already seen; onl
 sharing a key are compared with pymatgen's StructureMatcher, on spglib's primitive cells.
 
 Low-symmetry candidates (e.g. SAPS decorations of one parent) often share a key while being
-distinct, so a bucket is kept sorted by a scalar fingerprint (species-weighted Gaussian pair
-sum per atom, distances in units of (V/N)^(1/3): invariant to rotation, translation, supercell
-and uniform scaling) and only members within ``fingerprint_tol`` (relative) are matched.
-``fingerprint_tol=None`` matches against the whole bucket (pymatgen's tolerance, slower).
+distinct, so each bucket also holds a fingerprint per member: for each element pair, the
+per-atom sum of Gaussians of pair distances in units of (V/N)^(1/3) (invariant to rotation,
+translation, supercells and uniform scaling). Only members whose fingerprint lies within
+``fingerprint_tol`` (relative, per component) are matched, at most ``max_fits`` of them,
+closest first, which bounds the cost per candidate. ``fingerprint_tol=None`` with
+``max_fits=None`` matches against the whole bucket (slower).
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ class Deduplicator:
         symprec: float = 0.1,
         matcher: StructureMatcher | None = None,
         fingerprint_tol: float | None = 0.2,
+        max_fits: int | None = 8,
     ) -> None:
         self.symprec = symprec
         self.fingerprint_tol = fingerprint_tol
+        self.max_fits = max_fits
         # Each structure is reduced at most once (spglib primitive cell, then Niggli) and
         # matched with skip_structure_reduction=True: StructureMatcher otherwise re-reduces
         # both structures on every fit, through a cache whose lookups grow with its size.
@@ -91,7 +95,7 @@ class Deduplicator:
         bucket = self._buckets.setdefault(key, _Bucket())
         fingerprint = pair_fingerprint(primitive)
         reduced = None
-        for index in bucket.nearby(fingerprint, self.fingerprint_tol):
+        for index in bucket.nearby(fingerprint, self.fingerprint_tol)[: self.max_fits]:
             self.stats["fits"] += 1
             # Niggli reduction only when a match is tried: most candidates never need it.
             if reduced is None:

@@ -74,8 +74,9 @@ def write_seed_file(seeds: Iterable[Seed], path: Path, sources: dict[str, Any]) 
     """Write seeds as gzipped JSON with a header describing each source; returns the count."""
     records = [seed.as_dict() for seed in seeds]
     payload = {"format": SEED_FILE_FORMAT, "version": 1, "sources": sources, "seeds": records}
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as handle:
-        json.dump(payload, handle, separators=(",", ":"))
+    # mtime=0 keeps the gzip header fixed, so rebuilding gives a byte-identical file.
+    with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as handle:
+        handle.write(json.dumps(payload, separators=(",", ":")).encode())
     return len(records)
 
 

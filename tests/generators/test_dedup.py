@@ -96,7 +96,7 @@ def test_whole_bucket_matching_gives_the_same_result(perovskite):
     copies = [c.structure * (1, 1, 2) for c in candidates]
     stream = [c.structure for c in candidates] + copies
     windowed = Deduplicator()
-    exhaustive = Deduplicator(fingerprint_tol=None)
+    exhaustive = Deduplicator(fingerprint_tol=None, max_fits=None)
     assert [windowed.add(s, str(i)) for i, s in enumerate(stream)] == [
         exhaustive.add(s, str(i)) for i, s in enumerate(stream)
     ]
