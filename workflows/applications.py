@@ -19,7 +19,8 @@ from pymatgen.analysis.local_env import CrystalNN
 from pymatgen.core import Composition, Element, Structure
 from rich.progress import track
 
-from hullhunter.documents import chemsys_of, chemsys_subsystems
+from hullhunter.db import connect
+from hullhunter.documents import Material, chemsys_of, chemsys_subsystems
 
 # GNoME counts a crystal as stable when it lies on the hull within 5e-5 eV/atom.
 STABILITY_TOLERANCE = 5e-5
@@ -302,8 +303,6 @@ def campaign_materials(
     ``chemsys`` keeps materials inside that system (its subsystems included); ``on_hull``
     filters by the hull flag.
     """
-    from hullhunter.documents import Material
-
     query: dict[str, Any] = {"campaign": campaign}
     if chemsys is not None:
         query["chemsys__in"] = chemsys_subsystems(chemsys)
@@ -327,7 +326,5 @@ def run_screen(
 @job
 def screen_job(name: str, campaign: str, params: dict[str, Any] | None = None) -> list[dict]:
     """jobflow job: connect, run a named screen over the campaign's materials, return records."""
-    from hullhunter.db import connect
-
     connect()
     return [record.as_dict() for record in run_screen(name, campaign, **(params or {}))]
