@@ -192,34 +192,28 @@ def campaign_run(
     console.print(f"report: {summary}")
 
 
+def _cell(value: object) -> str:
+    return "–" if value is None else str(value)
+
+
 def _print_status(name: str) -> None:
     from hullhunter.workflows.campaign import status
 
     state = status(name)
     console.print(f"campaign {name}: {state['status']}, round {state['current_round']}")
     table = Table(
-        "round",
-        "status",
-        "generated",
-        "selected",
-        "relaxed",
-        "hits",
-        "hit rate",
-        "model MAE meV/atom",
+        "round", "status", "made", "chosen", "relaxed", "hits", "hit rate", "MAE meV/at",
         "on hull",
-    )
+    )  # fmt: skip
     for row in state["rounds"]:
+        hit_rate, mae = row["hit_rate"], row["model_mae"]
         table.add_row(
-            str(row["round"]),
-            row["status"],
-            str(row["generated"]),
-            str(row["selected"]),
-            str(row["relaxed"]),
-            str(row["hits"]),
-            "–" if row["hit_rate"] is None else f"{100 * row['hit_rate']:.0f}%",
-            "–" if row["model_mae"] is None else f"{1000 * row['model_mae']:.0f}",
-            str(row["on_hull_total"]),
-        )
+            str(row["round"]), row["status"], _cell(row["generated"]), _cell(row["selected"]),
+            _cell(row["relaxed"]), _cell(row["hits"]),
+            "–" if hit_rate is None else f"{100 * hit_rate:.0f}%",
+            "–" if mae is None else f"{1000 * mae:.0f}",
+            _cell(row["on_hull_total"]),
+        )  # fmt: skip
     console.print(table)
     console.print("jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(state["jobs"].items())))
     if state["lost_jobs"]:

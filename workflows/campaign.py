@@ -7,9 +7,11 @@ SLURM, or :func:`run_local`) on the same MongoDB can run them.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from hullhunter.workflows.jobs import round_flow
 from hullhunter.workflows.stages import SEED_ROUND
 
 LOST_AFTER_S = 4 * 3600  # FireWorks pings hourly; its own default expiration
+WORKER_LOG = "worker.log"
 
 
 def submit_campaign(config: CampaignConfig) -> tuple[bool, str]:
@@ -139,7 +142,11 @@ def status(name: str) -> dict[str, Any]:
         {
             "round": r.number,
             "status": r.status,
-            "generated": sum((r.counts or {}).get("generated", {}).values()),
+            "generated": sum(
+                n
+                for source, n in (r.counts or {}).get("generated", {}).items()
+                if source != "duplicates"
+            ),
             "selected": (r.counts or {}).get("selected"),
             "relaxed": (r.metrics or {}).get("accepted"),
             "hits": (r.metrics or {}).get("hits"),
@@ -173,12 +180,14 @@ def run_local(
 ) -> Counter[str]:
     """Run the campaign's jobs in this process until none is left (``rlaunch`` in-process).
 
-    Jobs run one at a time, in the campaign's run folder. Returns the final firework states;
+    Jobs run one at a time, in the campaign's run folder, their output going to its
+    ``worker.log``. Returns the final firework states;
     a FIZZLED job stops the loop so its error can be read (``lpad get_fws -s FIZZLED -d all``).
     """
     campaign = _campaign(name)
     config = CampaignConfig.model_validate(campaign.config)
     launchpad = get_launchpad()
+    launchpad.m_logger.setLevel(logging.WARNING)
     jobflow.SETTINGS.JOB_STORE = get_job_store()
     categories = sorted({config.workers.cpu_category, config.workers.gpu_category or "cpu"})
     worker = FWorker(
@@ -189,13 +198,16 @@ def run_local(
     start_dir = Path.cwd()
     os.chdir(run_dir)
     try:
-        for _ in range(max_launches):
-            states = firework_states(name, launchpad)
-            if on_progress:
-                on_progress(states)
-            if states.get("FIZZLED") or not states.get("READY"):
-                break
-            launch_rocket(launchpad, worker, strm_lvl="WARNING")
+        with (run_dir / WORKER_LOG).open("a") as log:
+            for _ in range(max_launches):
+                states = firework_states(name, launchpad)
+                if on_progress:
+                    on_progress(states)
+                if states.get("FIZZLED") or not states.get("READY"):
+                    break
+                # jobs log and print a lot; the worker log keeps it out of the progress display
+                with redirect_stdout(log), redirect_stderr(log):
+                    launch_rocket(launchpad, worker, strm_lvl="WARNING")
     finally:
         os.chdir(start_dir)
     return firework_states(name, launchpad)
