@@ -54,20 +54,28 @@ def quick_finetuned_model(directory: Path) -> Path:
     return path
 
 
-def time_md(model: str | Path | None, device: str, steps: int, repeats: int) -> list[float]:
-    """Wall seconds of ``steps`` MD steps, ``repeats`` times, after a short warm-up."""
+def time_md(
+    models: dict[str, str | Path | None], device: str, steps: int, repeats: int
+) -> dict[str, list[float]]:
+    """Wall seconds of ``steps`` MD steps per model, repeats interleaved, after a warm-up.
+
+    Interleaving the models in each repeat keeps a shared CPU's load changes from favouring
+    whichever model happens to run later.
+    """
     structure = li3n() * (3, 3, 3)
-    calculator = chgnet_calculator(model, device=device)
+    calculators = {name: chgnet_calculator(model, device=device) for name, model in models.items()}
     warmup = MDSettings(duration_ps=0.006, equilibration_ps=0.0, sample_every=3)
-    run_md(structure, calculator, warmup)
+    for calculator in calculators.values():
+        run_md(structure, calculator, warmup)
     settings = MDSettings(duration_ps=steps * 2.0 / 1000, equilibration_ps=0.0, sample_every=steps)
-    timings = []
+    timings: dict[str, list[float]] = {name: [] for name in calculators}
     for _ in range(repeats):
-        start = time.perf_counter()
-        *_, failure = run_md(structure, calculator, settings)
-        if failure:
-            raise RuntimeError(f"benchmark MD failed: {failure}")
-        timings.append(time.perf_counter() - start)
+        for name, calculator in calculators.items():
+            start = time.perf_counter()
+            *_, failure = run_md(structure, calculator, settings)
+            if failure:
+                raise RuntimeError(f"benchmark MD failed: {failure}")
+            timings[name].append(time.perf_counter() - start)
     return timings
 
 
@@ -83,10 +91,9 @@ def main() -> None:
     n_atoms = len(li3n()) * 27
     with tempfile.TemporaryDirectory() as scratch:
         finetuned = args.model or quick_finetuned_model(Path(scratch))
-        rows = {
-            "pretrained": time_md(None, device, args.steps, args.repeats),
-            "fine-tuned": time_md(finetuned, device, args.steps, args.repeats),
-        }
+        rows = time_md(
+            {"pretrained": None, "fine-tuned": finetuned}, device, args.steps, args.repeats
+        )
     print(
         f"MD throughput, {n_atoms}-atom Li3N, NVT 1000 K, 2 fs, device={device}, "
         f"torch threads={args.threads}, {args.steps} steps x {args.repeats} repeats (median)"
