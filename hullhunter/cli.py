@@ -163,9 +163,12 @@ def campaign_run(
     from hullhunter.workflows.campaign import run_local, submit_campaign
     from hullhunter.workflows.report import write_report
 
+    from hullhunter.fireworks_config import write_config
+
     config = load_config(file)
     _, message = submit_campaign(config)
     console.print(message)
+    paths = write_config()  # so that lpad and rlaunch can inspect or take over this campaign
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -182,9 +185,11 @@ def campaign_run(
 
         final = run_local(config.name, on_progress=show)
     if final.get("FIZZLED"):
+        lpad = f"lpad -l {paths['launchpad']}"
         raise ValueError(
-            f"{final['FIZZLED']} job(s) failed: see `lpad get_fws -s FIZZLED -d more`, "
-            "fix the cause, then `lpad rerun_fws -s FIZZLED` and run again"
+            f"{final['FIZZLED']} job(s) failed: see `{lpad} get_fws -s FIZZLED -d more` and "
+            f"{get_settings().runs_dir / config.name / 'worker.log'}; fix the cause, then "
+            f"`{lpad} rerun_fws -s FIZZLED` and run this command again"
         )
     folder = report or Path("reports") / config.name
     summary = write_report(config.name, folder)

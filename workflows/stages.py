@@ -54,8 +54,8 @@ def load_campaign(name: str) -> tuple[Campaign, CampaignConfig]:
 def candidate_id(campaign: str, structure: Structure) -> str:
     """Deterministic id: the same structure in the same campaign always gets the same id."""
     digest = hashlib.sha1(
-        f"{campaign}|{structure.composition.formula}|{structure.lattice.abc}|"
-        f"{structure.frac_coords.round(4).tolist()}".encode()
+        f"{campaign}|{[site.species_string for site in structure]}|"
+        f"{structure.lattice.parameters}|{structure.frac_coords.round(4).tolist()}".encode()
     ).hexdigest()
     return f"{campaign}-{digest[:12]}"
 
@@ -210,13 +210,15 @@ def _store_new_candidates(
         "candidate_id", "structure"
     ):
         dedup.add(earlier.get_structure(), earlier.candidate_id)
+    identifiers = [candidate_id(name, c.structure) for c in candidates]
+    stored = set(Candidate.objects(candidate_id__in=identifiers).distinct("candidate_id"))
     counts: Counter[str] = Counter()
     new_docs = []
-    for candidate, key in zip(candidates, keys, strict=True):
-        identifier = candidate_id(name, candidate.structure)
-        if dedup.add(candidate.structure, identifier) is not None:
+    for candidate, key, identifier in zip(candidates, keys, identifiers, strict=True):
+        if identifier in stored or dedup.add(candidate.structure, identifier) is not None:
             counts["duplicates"] += 1
             continue
+        stored.add(identifier)
         composition = candidate.structure.composition
         elements = sorted(el.symbol for el in composition.elements)
         pipeline = candidate.params.get("pipeline", "structural")
