@@ -160,10 +160,9 @@ def campaign_run(
     """Submit (or continue) a campaign, run its jobs here until done, and write the report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from hullhunter.fireworks_config import write_config
     from hullhunter.workflows.campaign import run_local, submit_campaign
     from hullhunter.workflows.report import write_report
-
-    from hullhunter.fireworks_config import write_config
 
     config = load_config(file)
     _, message = submit_campaign(config)
