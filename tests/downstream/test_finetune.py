@@ -54,6 +54,7 @@ def test_recorder_keeps_every_step_with_oracle_labels(emt_trajectories):
     assert np.abs(first[0].forces).max() > np.abs(first[-1].forces).max()
 
 
+@pytest.mark.slow
 def test_chgnet_recorder_labels_agree_with_chgnet():
     structure = Structure.from_spacegroup(
         "Fm-3m", Lattice.cubic(4.61), ["Li", "O"], [[0.25, 0.25, 0.25], [0, 0, 0]]
