@@ -250,35 +250,42 @@ def _store_new_candidates(
 
 
 def screen(name: str, round_number: int) -> list[str]:
-    """Predict, score against the current hull and select this round's candidates for the oracle.
+    """Predict, score against the current hull and select candidates for the oracle.
 
-    GNoME's rule: predicted decomposition energy at most ``max_decomposition_energy``, the
-    lowest-energy structure per composition, best first; an ``exploration_fraction`` of the
-    places goes to random other candidates. Compositional (AIRSS) candidates were already
-    filtered by the compositional model and all go on.
+    The pool is every candidate of the campaign not yet relaxed: this round's new ones and
+    those earlier models rejected, re-scored by the newest model. GNoME's rule: predicted
+    decomposition energy at most ``max_decomposition_energy``, the lowest-energy structure
+    per composition, best first; an ``exploration_fraction`` of the places goes to random
+    other candidates. Compositional (AIRSS) candidates were already filtered by the
+    compositional model. A rerun after a lost job keeps what the first run selected.
     """
     _, config = load_campaign(name)
-    pending = list(Candidate.objects(campaign=name, round=round_number, status="generated"))
-    budget_left = config.budget.max_oracle_calls - Calculation.objects(campaign=name).count()
+    already = set(Candidate.objects(campaign=name, status="selected").distinct("candidate_id"))
     if round_number == SEED_ROUND:
-        chosen = pending
+        pool = list(Candidate.objects(campaign=name, round=SEED_ROUND, status="generated"))
+        chosen = pool
     else:
-        chosen = _choose(name, config, pending, max(budget_left, 0))
+        pool = list(Candidate.objects(campaign=name, status__in=["generated", "rejected"]))
+        budget_left = (
+            config.budget.max_oracle_calls
+            - Calculation.objects(campaign=name).count()
+            - len(already)
+        )
+        places = max(min(config.screening.top_k - len(already), budget_left), 0)
+        chosen = _choose(name, config, pool, places)
     chosen_ids = {c.candidate_id for c in chosen}
     Candidate.objects(candidate_id__in=sorted(chosen_ids)).update(set__status="selected")
-    rejected = [c.candidate_id for c in pending if c.candidate_id not in chosen_ids]
+    rejected = [c.candidate_id for c in pool if c.candidate_id not in chosen_ids]
     Candidate.objects(candidate_id__in=rejected).update(set__status="rejected")
-    selected = Candidate.objects(campaign=name, round=round_number, status__in=["selected"])
-    return sorted(selected.distinct("candidate_id"))
+    return sorted(already | chosen_ids)
 
 
 def _choose(
-    name: str, config: CampaignConfig, pending: list[Candidate], budget_left: int
+    name: str, config: CampaignConfig, pending: list[Candidate], places: int
 ) -> list[Candidate]:
     """When both pipelines ran, AIRSS candidates take at most half of the round's places."""
     compositional = [c for c in pending if c.pipeline == "compositional"]
     structural = [c for c in pending if c.pipeline != "compositional"]
-    places = min(config.screening.top_k, budget_left)
     compositional = compositional[: (places + 1) // 2 if structural else places]
     places -= len(compositional)
     if not structural or places <= 0:
@@ -306,7 +313,7 @@ def _choose(
         config.screening.max_decomposition_energy,
         config.screening.exploration_fraction,
         config.screening.one_per_composition,
-        random.Random(f"{name}-{structural[0].round}"),
+        random.Random(f"{name}-{max(c.round for c in structural)}"),
     )
     return compositional + [structural[i] for i in chosen]
 
@@ -525,23 +532,22 @@ def _round_metrics(name: str, round_number: int, hull: HullSet) -> dict[str, Any
 
 
 def _model_error(name: str, round_number: int, hull: HullSet) -> dict[str, Any]:
-    """How well the screening model predicted this round's oracle energies."""
-    pairs = []
-    for candidate in Candidate.objects(
-        campaign=name, round=round_number, predicted_energy_per_atom__ne=None
-    ):
-        calc = Calculation.objects(
-            campaign=name, candidate_id=candidate.candidate_id, state="completed"
-        ).first()
-        if calc is not None and calc.energy_per_atom is not None:
-            pairs.append(
-                (
-                    candidate.predicted_energy_per_atom,
-                    calc.energy_per_atom,
-                    candidate.predicted_decomposition_energy,
-                    candidate.candidate_id,
-                )
-            )
+    """How well the screening model predicted the oracle energies of this round's relaxations."""
+    calculations = {
+        c.candidate_id: c
+        for c in Calculation.objects(campaign=name, round=round_number, state="completed")
+    }
+    pairs = [
+        (
+            candidate.predicted_energy_per_atom,
+            calculations[candidate.candidate_id].energy_per_atom,
+            candidate.predicted_decomposition_energy,
+            candidate.candidate_id,
+        )
+        for candidate in Candidate.objects(
+            candidate_id__in=list(calculations), predicted_energy_per_atom__ne=None
+        )
+    ]
     if not pairs:
         return {}
     predicted, oracle, predicted_ed, ids = (list(column) for column in zip(*pairs, strict=True))
