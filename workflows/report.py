@@ -7,6 +7,7 @@ from pathlib import Path
 from hullhunter.db import connect
 from hullhunter.documents import Material, Round
 from hullhunter.hull import plot_hit_rate, plot_parity, plot_ternary_hull
+from hullhunter.workflows.applications import run_screen
 from hullhunter.workflows.campaign import status
 from hullhunter.workflows.stages import SEED_ROUND, build_hull
 
@@ -70,9 +71,20 @@ def write_report(name: str, folder: Path | str) -> Path:
             file = f"hull_{chemsys}.png"
             plot_ternary_hull(hull, chemsys, folder / file)
             lines += ["", f"![{chemsys} hull]({file})"]
+    lines += _application_screens(name)
     summary = folder / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
     return summary
+
+
+def _application_screens(name: str) -> list[str]:
+    """GNoME's application screens over the campaign's materials."""
+    lines = ["", "## Application screens (seeds and discoveries)", ""]
+    for screen in ("layered", "li_ion_conductor_candidates"):
+        passed = [r for r in run_screen(screen, name) if r.passed]
+        formulas = ", ".join(sorted({r.formula for r in passed})) or "none"
+        lines.append(f"- {screen}: {len(passed)} ({formulas})")
+    return lines
 
 
 def _pct(value: float | None) -> str:

@@ -109,6 +109,7 @@ def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
     hullhunter("campaign", "report", "e2e", "--dir", str(report_dir), env=worker_env)
     summary = (report_dir / "summary.md").read_text()
     assert "| 1 |" in summary
+    assert "- layered: " in summary and "- li_ion_conductor_candidates: " in summary
     assert (report_dir / "hit_rate.png").stat().st_size > 1000
 
 
