@@ -25,7 +25,7 @@ TINY = {
     "generators": {
         "substitution": {"limit": 30},
         "saps": {"limit": 30, "max_per_parent": 4},
-        "prototypes": {"limit": 10},
+        "prototypes": {"limit": 20},
     },
     "screening": {"top_k": 4, "exploration_fraction": 0.5, "tta": False},
     "model": {"n_models": 2, "epochs": 30},
@@ -88,7 +88,10 @@ def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
     selected = Candidate.objects(campaign="e2e", round=1, status__in=["relaxed", "failed"])
     assert 0 < selected.count() <= 4
     assert Calculation.objects(campaign="e2e", round=1).count() == selected.count()
-    assert Candidate.objects(campaign="e2e", round=1, status="rejected").count() > 0
+    generated = Candidate.objects(campaign="e2e", round=1)
+    rejected = Candidate.objects(campaign="e2e", round=1, status="rejected")
+    assert generated.count() > 4  # more candidates than places, so the screen must choose
+    assert rejected.count() == generated.count() - selected.count() > 0
     for candidate in selected:
         assert candidate.predicted_energy_per_atom is not None
         assert candidate.generator in {"substitution", "saps", "prototype"}
