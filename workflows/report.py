@@ -33,9 +33,9 @@ def write_report(name: str, folder: Path | str) -> Path:
     ]
     for row in state["rounds"]:
         lines.append(
-            f"| {row['round']} | {row['generated']} | {row['selected']} | {row['relaxed']} "
-            f"| {row['hits']} | {_pct(row['hit_rate'])} | {_mev(row['model_mae'])} "
-            f"| {row['on_hull_total']} |"
+            f"| {row['round']} | {_cell(row['generated'])} | {_cell(row['selected'])} "
+            f"| {_cell(row['relaxed'])} | {_cell(row['hits'])} | {_pct(row['hit_rate'])} "
+            f"| {_mev(row['model_mae'])} | {_cell(row['on_hull_total'])} |"
         )
     with_metrics = [r.metrics for r in rounds if r.metrics and "hit_rate" in r.metrics]
     if with_metrics:
@@ -85,6 +85,10 @@ def _application_screens(name: str) -> list[str]:
         formulas = ", ".join(sorted({r.formula for r in passed})) or "none"
         lines.append(f"- {screen}: {len(passed)} ({formulas})")
     return lines
+
+
+def _cell(value: object) -> str:
+    return "–" if value is None else str(value)
 
 
 def _pct(value: float | None) -> str:
