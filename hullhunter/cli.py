@@ -272,7 +272,7 @@ def campaign_resume(name: str = typer.Argument(..., help="Campaign name.")) -> N
     """Resume a paused campaign, submitting the next round if it stopped between rounds."""
     from hullhunter.workflows.campaign import resume
 
-    console.print(f"resumed {resume(name)} workflow(s) of {name}")
+    console.print(f"resumed {resume(name)} job(s) of {name}")
 
 
 @campaign_app.command("cancel")

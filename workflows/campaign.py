@@ -97,14 +97,17 @@ def pause(name: str) -> int:
 
 
 def resume(name: str) -> int:
-    """Resume paused workflows; submit the next round if the campaign stopped between rounds."""
+    """Resume paused jobs; submit the next round if the campaign stopped between rounds.
+
+    Returns how many jobs were resumed (FireWorks has no resume for whole workflows).
+    """
     campaign = _campaign(name)
     launchpad = get_launchpad()
-    count = 0
-    for fw_id in campaign.workflow_ids:
-        if launchpad.get_wf_summary_dict(fw_id)["state"] == "PAUSED":
-            launchpad.resume_wf(fw_id)
-            count += 1
+    paused = launchpad.fireworks.distinct(
+        "fw_id", {"spec.hullhunter_campaign": name, "state": "PAUSED"}
+    )
+    for fw_id in paused:
+        launchpad.resume_fw(fw_id)
     campaign.update(set__status="running", set__updated_at=datetime.now(UTC))
     last = Round.objects(campaign=name).order_by("-number").first()
     if last is not None and last.status == "completed":
@@ -112,8 +115,7 @@ def resume(name: str) -> int:
 
         if stop_reason(name, last.number) is None:
             submit_round(name, last.number + 1)
-            count += 1
-    return count
+    return len(paused)
 
 
 def cancel(name: str) -> int:

@@ -155,3 +155,33 @@ def test_killed_worker_rerun_skips_finished_candidates(worker_env, tmp_path):
         )
     relaxed = Candidate.objects(campaign="lost", status__in=["relaxed", "failed"]).count()
     assert Calculation.objects(campaign="lost").count() == relaxed
+
+
+def test_pause_resume_cancel_act_on_the_launchpad(worker_env, tmp_path):
+    campaign_file = tiny_campaign(tmp_path, "ctl", rounds=1)
+    hullhunter("campaign", "submit", campaign_file, env=worker_env)
+    launchpad = get_launchpad()
+
+    def states() -> set[str]:
+        return set(launchpad.fireworks.distinct("state", {"spec.hullhunter_campaign": "ctl"}))
+
+    assert states() == {"READY", "WAITING"}
+    assert "paused 1 workflow" in hullhunter("campaign", "pause", "ctl", env=worker_env).stdout
+    assert states() == {"PAUSED"}
+    assert Campaign.objects.get(name="ctl").status == "paused"
+    # a paused campaign gives rlaunch nothing to do
+    rlaunch(worker_env, tmp_path, "singleshot")
+    assert Calculation.objects(campaign="ctl").count() == 0
+    assert Candidate.objects(campaign="ctl").count() == 0
+    hullhunter("campaign", "resume", "ctl", env=worker_env)
+    assert states() == {"READY", "WAITING"}
+    assert Campaign.objects.get(name="ctl").status == "running"
+    hullhunter("campaign", "cancel", "ctl", env=worker_env)
+    assert states() == {"DEFUSED"}
+    assert Campaign.objects.get(name="ctl").status == "cancelled"
+    failed = subprocess.run(
+        [sys.executable, "-m", "hullhunter", "campaign", "status", "nope"],
+        capture_output=True, text=True, env=worker_env,
+    )  # fmt: skip
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("error: no campaign named 'nope' (known: ctl)")
