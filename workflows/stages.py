@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import random
 import tarfile
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +72,9 @@ def generate(name: str, round_number: int) -> dict[str, int]:
     else:
         stream = _structural_candidates(name, config)
         if "compositional" in config.pipelines:
-            stream = _chain(stream, _compositional_candidates(name, config))
+            stream = itertools.chain(stream, _compositional_candidates(name, config))
     inside = (c for c in stream if space.allows({el.symbol for el in c.structure.composition}))
     return _store_new_candidates(name, round_number, inside)
-
-
-def _chain(*streams: Iterable) -> Iterator:
-    for stream in streams:
-        yield from stream
 
 
 def _seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
@@ -176,7 +171,7 @@ def _compositional_candidates(name: str, config: CampaignConfig) -> Iterator[gen
     ]
     if not formulas:
         return
-    hull = current_hull(name)
+    hull = build_hull(name)
     predicted = ensemble.predict(formulas, progress=False).energy_per_atom
     decomposition = hull.decomposition_energy(formulas, predicted)
     order = np.argsort(decomposition)
@@ -295,7 +290,7 @@ def _choose(
         raise ValueError(f"campaign '{name}' has no trained model: the seed round must finish")
     structures = [c.get_structure() for c in structural]
     prediction = ensemble.predict(structures, tta=config.screening.tta, progress=False)
-    decomposition = current_hull(name).decomposition_energy(
+    decomposition = build_hull(name).decomposition_energy(
         [s.composition for s in structures], prediction.energy_per_atom
     )
     for doc, energy, spread, e_d in zip(
@@ -470,10 +465,6 @@ def build_hull(name: str, up_to_round: int | None = None) -> HullSet:
     for number in rounds:
         hull.add([_entry(c) for c in calculations if c.round == number], round=number)
     return hull
-
-
-def current_hull(name: str) -> HullSet:
-    return build_hull(name)
 
 
 def update_hull(name: str, round_number: int) -> dict[str, Any]:
@@ -670,4 +661,4 @@ def latest_model(name: str, kind: str):
 def batches(ids: list[str], size: int) -> list[list[str]]:
     """Split candidate ids into relaxation batches of at most ``size``."""
     iterator = iter(ids)
-    return [batch for batch in iter(lambda: list(islice(iterator, size)), [])]
+    return [batch for batch in iter(lambda: list(itertools.islice(iterator, size)), [])]
