@@ -72,6 +72,7 @@ def connect(settings: Settings | None = None, start: bool = True) -> Database:
         alias="default",
         serverSelectionTimeoutMS=int(settings.db_timeout_s * 1000),
         tz_aware=True,
+        uuidRepresentation="standard",
     )
     return client[settings.db_name]
 
