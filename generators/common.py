@@ -87,6 +87,20 @@ def iter_parents(parents: Iterable[Any]) -> Iterator[tuple[str, Structure]]:
             )
 
 
+def usable_parents(
+    parents: Iterable[Any], stats: GenerationStats
+) -> Iterator[tuple[str, Structure]]:
+    """:func:`iter_parents`, counting every parent in ``stats`` and skipping (with the reason
+    counted) those :func:`parent_problem` rejects."""
+    for parent_id, structure in iter_parents(parents):
+        stats.parents += 1
+        problem = parent_problem(structure)
+        if problem:
+            stats.skipped[problem] += 1
+            continue
+        yield parent_id, structure
+
+
 def structure_from_elements(
     lattice: Lattice, elements: list[str], frac_coords: np.ndarray
 ) -> Structure:

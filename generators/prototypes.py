@@ -18,9 +18,8 @@ from pymatgen.core import Composition, Element, Lattice
 from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import (
     GenerationStats,
-    iter_parents,
-    parent_problem,
     structure_from_elements,
+    usable_parents,
     validate_elements,
 )
 from hullhunter.generators.compositions import is_relaxed_charge_balanced
@@ -64,14 +63,9 @@ def decorate_prototypes(
     known = set(known_formulas)
     radii = {el: atomic_radius(el) for el in allowed}
     usable = [el for el in allowed if radii[el]]
-    for prototype_id, structure in iter_parents(
-        prototypes if prototypes is not None else aflow_prototypes()
+    for prototype_id, structure in usable_parents(
+        prototypes if prototypes is not None else aflow_prototypes(), stats
     ):
-        stats.parents += 1
-        problem = parent_problem(structure)
-        if problem:
-            stats.skipped[problem] += 1
-            continue
         site_elements = [site.specie.symbol for site in structure]
         originals = sorted(set(site_elements))
         old_radii = {el: atomic_radius(el) for el in originals}

@@ -25,9 +25,8 @@ from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import (
     GenerationStats,
     is_charge_balanceable,
-    iter_parents,
-    parent_problem,
     structure_from_elements,
+    usable_parents,
     validate_elements,
 )
 from hullhunter.generators.substitution import SubstitutionModel, Variant, get_model, parent_species
@@ -118,12 +117,7 @@ def saps(
         validate_elements(list(replacements) + [b for bs in replacements.values() for b in bs])
     known = set(known_formulas)
     model = model if isinstance(model, SubstitutionModel) else get_model(model, threshold)
-    for parent_id, structure in iter_parents(parents):
-        stats.parents += 1
-        problem = parent_problem(structure)
-        if problem:
-            stats.skipped[problem] += 1
-            continue
+    for parent_id, structure in usable_parents(parents, stats):
         swaps = _swaps(structure, model, allowed, replacements, stats)
         if not swaps:
             continue

@@ -26,9 +26,8 @@ from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import (
     GenerationStats,
     guess_oxidation_states,
-    iter_parents,
-    parent_problem,
     structure_from_elements,
+    usable_parents,
     validate_elements,
 )
 
@@ -185,12 +184,7 @@ def substitute(
     allowed = validate_elements(allowed_elements)
     known = set(known_formulas)
     model = model if isinstance(model, SubstitutionModel) else get_model(model, threshold)
-    for parent_id, structure in iter_parents(parents):
-        stats.parents += 1
-        problem = parent_problem(structure)
-        if problem:
-            stats.skipped[problem] += 1
-            continue
+    for parent_id, structure in usable_parents(parents, stats):
         composition = structure.composition.element_composition
         species, reason = parent_species(composition.reduced_formula, model)
         if species is None:
