@@ -456,7 +456,10 @@ def _usable_calculations(name: str, up_to_round: int | None = None) -> list[Calc
 
 def build_hull(name: str, up_to_round: int | None = None) -> HullSet:
     """The campaign's hull: seed calculations as the reference, then each round in order."""
-    calculations = _usable_calculations(name, up_to_round)
+    return _hull_from(name, _usable_calculations(name, up_to_round))
+
+
+def _hull_from(name: str, calculations: list[Calculation]) -> HullSet:
     seeds = [c for c in calculations if c.round == SEED_ROUND]
     if not seeds:
         raise ValueError(f"campaign '{name}' has no relaxed seeds yet: the seed round must run")
@@ -469,8 +472,9 @@ def build_hull(name: str, up_to_round: int | None = None) -> HullSet:
 
 def update_hull(name: str, round_number: int) -> dict[str, Any]:
     """Place this round's results on the hull; refresh Material documents and round metrics."""
-    hull = build_hull(name, up_to_round=round_number)
-    calculations = {c.candidate_id: c for c in _usable_calculations(name, round_number)}
+    usable = _usable_calculations(name, round_number)
+    hull = _hull_from(name, usable)
+    calculations = {c.candidate_id: c for c in usable}
     candidates = {
         c.candidate_id: c
         for c in Candidate.objects(campaign=name, candidate_id__in=list(calculations))
@@ -588,7 +592,7 @@ def retrain(name: str, round_number: int) -> dict[str, Any]:
     """Train new ensembles (warm start from the last) on every converged oracle result."""
     _, config = load_campaign(name)
     calculations = _usable_calculations(name, round_number)
-    hull = build_hull(name, round_number)
+    hull = _hull_from(name, calculations)
     elemental = {el: float(e.energy_per_atom) for el, e in hull.elemental_references.items()}
     structures = [c.get_structure() for c in calculations]
     energies = [c.energy_per_atom for c in calculations]
