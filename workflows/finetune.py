@@ -5,16 +5,15 @@ Every relaxation step is a labelled frame (structure, energy per atom, forces, s
 default, or a VASP-backed or other real potential) and keeps every step. Frames are split by
 GNoME's composition hash, sampled as GNoME did (half from all steps, half first steps), and
 CHGNet is fine-tuned with chgnet's own ``Trainer``. :func:`compare_models` reports the
-pretrained and fine-tuned errors on held-out frames side by side. :func:`frames_to_bytes`
-and :func:`frames_from_bytes` turn frames into one ``.npz`` blob for GridFS and back.
+pretrained and fine-tuned errors on held-out frames side by side. Frames and their GridFS
+blobs are defined in :mod:`hullhunter.workflows.oracles.trajectory`, where the oracles record
+them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import itertools
-import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from ase import units
 from ase.calculators.calculator import Calculator
 from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE
@@ -32,12 +30,17 @@ from chgnet.data.dataset import StructureData, collate_graphs
 from chgnet.model import CHGNet, CHGNetCalculator
 from chgnet.trainer import Trainer
 from jobflow import job
-from pymatgen.core import Element, Lattice, Structure
+from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import track
 from torch.utils.data import DataLoader
 
 from hullhunter.models import composition_hash_split
+from hullhunter.workflows.oracles.trajectory import (
+    Frame,
+    frame_from_atoms,
+    frames_from_bytes,
+)
 
 # Layers frozen for fine-tuning, as in chgnet's fine-tuning example: the embeddings, basis
 # expansions, the first three atom convolutions and all bond/angle updates stay pretrained;
@@ -52,26 +55,6 @@ FROZEN_MODULES = (
     "angle_layers",
 )
 FROZEN_ATOM_CONV_LAYERS = 3
-
-
-@dataclass
-class Frame:
-    """One labelled step of a relaxation.
-
-    ``forces`` in eV/Å (n_atoms x 3); ``stress`` in GPa (3 x 3) with ASE's sign convention,
-    which is CHGNet's (positive = tensile), so frames feed chgnet's trainer directly.
-    """
-
-    structure: Structure
-    energy_per_atom: float
-    forces: np.ndarray
-    stress: np.ndarray
-    trajectory_id: str
-    step: int
-
-    @property
-    def formula(self) -> str:
-        return self.structure.composition.reduced_formula
 
 
 @cache
@@ -92,17 +75,6 @@ def chgnet_calculator(model: CHGNet | str | Path | None = None, device: str = "c
     return CHGNetCalculator(model, use_device=device)
 
 
-def _frame(atoms: Any, trajectory_id: str, step: int) -> Frame:
-    structure = AseAtomsAdaptor.get_structure(atoms)
-    clean = Structure(structure.lattice, structure.species, structure.frac_coords)
-    energy = float(atoms.get_potential_energy())
-    forces = np.array(atoms.get_forces(), dtype=float)
-    stress = np.array(atoms.get_stress(voigt=False), dtype=float) / units.GPa
-    if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
-        raise FloatingPointError(f"{trajectory_id} step {step}: non-finite labels")
-    return Frame(clean, energy / len(atoms), forces, stress, trajectory_id, step)
-
-
 def _relax_recording(
     structure: Structure,
     calculator: Calculator,
@@ -115,7 +87,7 @@ def _relax_recording(
     atoms.calc = calculator
     frames: list[Frame] = []
     optimizer = FIRE(FrechetCellFilter(atoms) if relax_cell else atoms, logfile=None)
-    optimizer.attach(lambda: frames.append(_frame(atoms, trajectory_id, len(frames))))
+    optimizer.attach(lambda: frames.append(frame_from_atoms(atoms, trajectory_id, len(frames))))
     optimizer.run(fmax=fmax, steps=max_steps)
     return frames
 
@@ -191,54 +163,6 @@ def gnome_sample(
         indices = rng.choice(len(pool), size=count, replace=count > len(pool))
         picks.extend(pool[i] for i in indices)
     return picks
-
-
-def frames_to_bytes(frames: Sequence[Frame]) -> bytes:
-    """All frames as one compressed ``.npz`` blob (ragged atoms concatenated), for GridFS."""
-    sizes = np.array([len(f.structure) for f in frames], dtype=np.int64)
-    arrays = {
-        "n_atoms": sizes,
-        "lattices": np.array([f.structure.lattice.matrix for f in frames]).reshape(-1, 3, 3),
-        "numbers": np.concatenate([[s.specie.Z for s in f.structure] for f in frames] or [[]]),
-        "positions": np.concatenate(
-            [f.structure.cart_coords for f in frames] or [np.zeros((0, 3))]
-        ),
-        "energies_per_atom": np.array([f.energy_per_atom for f in frames], dtype=float),
-        "forces": np.concatenate([f.forces for f in frames] or [np.zeros((0, 3))]),
-        "stresses": np.array([f.stress for f in frames]).reshape(-1, 3, 3),
-        "steps": np.array([f.step for f in frames], dtype=np.int64),
-        "trajectory_ids": np.array(json.dumps([f.trajectory_id for f in frames])),
-    }
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def frames_from_bytes(blob: bytes) -> list[Frame]:
-    """Frames back from :func:`frames_to_bytes`."""
-    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    ids = json.loads(str(arrays["trajectory_ids"]))
-    offsets = np.concatenate([[0], np.cumsum(arrays["n_atoms"])])
-    frames = []
-    for i, (start, end) in enumerate(itertools.pairwise(offsets)):
-        structure = Structure(
-            Lattice(arrays["lattices"][i]),
-            arrays["numbers"][start:end].astype(int).tolist(),
-            arrays["positions"][start:end],
-            coords_are_cartesian=True,
-        )
-        frames.append(
-            Frame(
-                structure=structure,
-                energy_per_atom=float(arrays["energies_per_atom"][i]),
-                forces=arrays["forces"][start:end],
-                stress=arrays["stresses"][i],
-                trajectory_id=ids[i],
-                step=int(arrays["steps"][i]),
-            )
-        )
-    return frames
 
 
 def _loader(frames: Sequence[Frame], batch_size: int, shuffle: bool) -> DataLoader:
@@ -425,9 +349,8 @@ def finetune_job(
 ) -> dict[str, Any]:
     """jobflow job: split, sample and fine-tune on frames from a ``.npz`` file; report errors.
 
-    The campaign writes the GridFS blobs of its trajectories to ``frames_path`` (one
-    :func:`frames_to_bytes` blob); the job returns the side-by-side held-out errors and the
-    path of the saved weights.
+    ``frames_path`` holds one ``frames_to_bytes`` blob; the job returns the side-by-side
+    held-out errors and the path of the saved weights.
     """
     frames = frames_from_bytes(Path(frames_path).read_bytes())
     by_trajectory: dict[str, list[Frame]] = {}

@@ -8,18 +8,16 @@ from pymatgen.core import Lattice, Structure
 
 from hullhunter.models import composition_hash_split
 from hullhunter.workflows.finetune import (
-    Frame,
     chgnet_calculator,
     compare_models,
     evaluate,
     finetune_chgnet,
-    frames_from_bytes,
-    frames_to_bytes,
     gnome_sample,
     pretrained_chgnet,
     record_relaxations,
     split_trajectories,
 )
+from hullhunter.workflows.oracles.trajectory import Frame, frames_from_bytes, frames_to_bytes
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 

@@ -82,6 +82,22 @@ def test_step_limit_gives_unconverged_result_with_energy(oracle: ForceFieldOracl
     assert result.energy == pytest.approx(result.energy_per_atom * len(strained))
 
 
+def test_every_step_is_recorded_with_chgnet_labels(oracle: ForceFieldOracle) -> None:
+    strained = real_structure("Li2O", 11)
+    limited = ForceFieldOracle("chgnet", fmax=0.01, max_steps=4, threads=1)
+    (result,) = limited.relax([strained], ["li2o"])
+    assert [frame.step for frame in result.frames] == list(range(result.n_steps + 1))
+    assert result.frames[-1].energy_per_atom == pytest.approx(result.energy_per_atom, abs=1e-6)
+    first = result.frames[0]
+    np.testing.assert_allclose(first.structure.cart_coords, strained.cart_coords, atol=1e-8)
+    prediction = CHGNet.load(verbose=False).predict_structure(strained, task="efs")
+    np.testing.assert_allclose(first.forces, prediction["f"], atol=2e-3)
+    assert first.energy_per_atom == pytest.approx(float(prediction["e"]), abs=2e-3)
+    assert "frames" not in result.as_dict()
+    unrecorded = ForceFieldOracle("chgnet", max_steps=2, threads=1, record_frames=False)
+    assert unrecorded.relax([strained], ["li2o"])[0].frames == []
+
+
 def test_bad_structures_fail_alone_and_the_batch_continues(oracle: ForceFieldOracle) -> None:
     good = real_structure("CsCl", 3)
     crowded = good.copy()

@@ -23,6 +23,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
 from hullhunter.workflows.oracles.result import OracleResult
+from hullhunter.workflows.oracles.trajectory import Frame, frame_from_atoms
 
 OPTIMIZERS = {"FIRE": FIRE, "BFGS": BFGS}
 POTENTIALS = ("chgnet", "sevennet")
@@ -56,7 +57,9 @@ class ForceFieldOracle(Oracle):
     ``fmax`` (eV/Å) and ``max_steps`` bound the optimiser; ``relax_cell`` relaxes the cell
     too, through ASE's FrechetCellFilter. A run that hits ``max_steps`` is reported with
     ``converged=False`` and its last energy. ``threads`` sets torch's CPU threads during
-    :meth:`relax` (None leaves torch's default).
+    :meth:`relax` (None leaves torch's default). ``record_frames`` keeps every optimiser
+    step (structure, energy, forces, stress) in the result's ``frames``: the training data
+    for a potential learned from the campaign.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class ForceFieldOracle(Oracle):
         optimizer: Literal["FIRE", "BFGS"] = "FIRE",
         device: str = "cpu",
         threads: int | None = None,
+        record_frames: bool = True,
         progress: bool = False,
     ) -> None:
         if potential not in POTENTIALS:
@@ -92,6 +96,7 @@ class ForceFieldOracle(Oracle):
         self.optimizer = optimizer
         self.device = device
         self.threads = threads
+        self.record_frames = record_frames
         self.progress = progress
 
     @property
@@ -105,6 +110,7 @@ class ForceFieldOracle(Oracle):
             "optimizer": self.optimizer,
             "device": self.device,
             "threads": self.threads,
+            "record_frames": self.record_frames,
         }
 
     @property
@@ -148,6 +154,11 @@ class ForceFieldOracle(Oracle):
         atoms.calc = self.calculator
         target = FrechetCellFilter(atoms) if self.relax_cell else atoms
         optimizer = OPTIMIZERS[self.optimizer](target, logfile=None)
+        frames: list[Frame] = []
+        if self.record_frames:
+            optimizer.attach(
+                lambda: frames.append(frame_from_atoms(atoms, candidate_id, len(frames)))
+            )
         converged = bool(optimizer.run(fmax=self.fmax, steps=self.max_steps))
         energy = float(atoms.get_potential_energy())
         if not math.isfinite(energy):
@@ -165,4 +176,5 @@ class ForceFieldOracle(Oracle):
             wall_time_s=time.perf_counter() - start,
             oracle=self.name,
             oracle_version=self.version,
+            frames=frames,
         )

@@ -9,6 +9,8 @@ from monty.json import jsanitize
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
+from hullhunter.workflows.oracles.trajectory import Frame
+
 MIN_DISTANCE_A = 0.5
 """Atoms closer than this (in Å) make a structure unphysical: no oracle is asked about it."""
 
@@ -20,6 +22,10 @@ class OracleResult:
     ``energy`` and ``energy_per_atom`` are on the MP2020-compatible scale: CHGNet's are used
     as they come; VASP's have ``MaterialsProject2020Compatibility`` applied already. So the
     entry from :meth:`to_entry` must never be corrected again.
+
+    ``frames`` is the relaxation trajectory, every step labelled by the oracle, when the
+    oracle records it. Frames are bulky arrays: they are left out of :meth:`as_dict` and
+    travel as one GridFS blob instead (:func:`~.trajectory.frames_to_bytes`).
     """
 
     candidate_id: str
@@ -35,6 +41,7 @@ class OracleResult:
     error: str | None = None
     corrections: list[dict[str, Any]] = field(default_factory=list)
     directory: str | None = None
+    frames: list[Frame] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -57,8 +64,8 @@ class OracleResult:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (the structure as a pymatgen dict)."""
-        data = asdict(self)
+        """JSON-safe dict (the structure as a pymatgen dict), without the frames."""
+        data = {key: value for key, value in asdict(self).items() if key != "frames"}
         data["structure"] = self.structure.as_dict() if self.structure is not None else None
         return jsanitize(data, strict=False, allow_bson=False)
 
