@@ -1,4 +1,5 @@
-"""The documents analysts query: campaigns, rounds, candidates, calculations, materials, models.
+"""The documents analysts query: campaigns, rounds, candidates, calculations, materials,
+models and application screens.
 
 Defined with mongoengine and indexed for the usual questions (by campaign, round, chemical
 system, formula, status, decomposition energy). Structures are stored as pymatgen dicts;
@@ -128,7 +129,11 @@ class Candidate(_HasStructure, Document):
 
 
 class Calculation(_HasStructure, Document):
-    """One oracle relaxation of a candidate (or seed): energies, structure, what custodian did."""
+    """One oracle relaxation of a candidate (or seed): energies, structure, what custodian did.
+
+    ``trajectory`` holds every relaxation step (structure, energy, forces, stress) as one
+    compressed ``.npz`` in GridFS; :meth:`get_frames` reads it back.
+    """
 
     candidate_id = StringField(required=True)
     campaign = StringField(required=True)
@@ -149,6 +154,8 @@ class Calculation(_HasStructure, Document):
     corrections = ListField(DictField())
     directory = StringField()
     decomposition_energy = FloatField()
+    n_frames = IntField(default=0)
+    trajectory = FileField(collection_name="trajectories")
     created_at = DateTimeField(default=utcnow)
     meta = {
         "collection": "calculations",
@@ -158,6 +165,14 @@ class Calculation(_HasStructure, Document):
             ("chemsys", "energy_per_atom"),
         ],
     }
+
+    def get_frames(self) -> list[Any]:
+        """The relaxation's frames (``hullhunter.workflows.oracles.trajectory.Frame``)."""
+        from hullhunter.workflows.oracles.trajectory import frames_from_bytes
+
+        if not self.n_frames:
+            return []
+        return frames_from_bytes(self.trajectory.read())
 
 
 class Material(_HasStructure, Document):
@@ -191,10 +206,12 @@ class Material(_HasStructure, Document):
 
 
 class ModelVersion(Document):
-    """A trained screening ensemble: metrics, hyperparameters, weights in GridFS."""
+    """A trained model, weights in GridFS: a screening ensemble ("structural",
+    "compositional") or a potential fine-tuned on the campaign's trajectories ("potential").
+    """
 
     campaign = StringField(required=True)
-    kind = StringField(choices=("structural", "compositional"), required=True)
+    kind = StringField(choices=("structural", "compositional", "potential"), required=True)
     version = IntField(required=True)
     round = IntField()
     n_train = IntField()
@@ -208,7 +225,32 @@ class ModelVersion(Document):
     }
 
 
-ALL_DOCUMENTS = (Campaign, Round, Candidate, Calculation, Material, ModelVersion)
+class ScreenResult(Document):
+    """One run of an application screen over a campaign's materials, and what passed."""
+
+    campaign = StringField(required=True)
+    screen = StringField(required=True)
+    params = DictField()
+    chemsys = StringField()
+    n_screened = IntField(required=True)
+    n_passed = IntField(required=True)
+    passed = ListField(DictField())
+    created_at = DateTimeField(default=utcnow)
+    meta = {
+        "collection": "screen_results",
+        "indexes": [("campaign", "screen", "-created_at")],
+    }
+
+
+ALL_DOCUMENTS = (
+    Campaign,
+    Round,
+    Candidate,
+    Calculation,
+    Material,
+    ModelVersion,
+    ScreenResult,
+)
 
 
 def ensure_indexes() -> None:

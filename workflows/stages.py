@@ -39,6 +39,7 @@ from hullhunter.documents import (
 from hullhunter.hull import HullSet, classification_metrics
 from hullhunter.settings import get_settings
 from hullhunter.workflows.oracles import OracleResult, get_oracle
+from hullhunter.workflows.oracles.trajectory import frames_to_bytes
 
 SEED_ROUND = 0
 
@@ -403,9 +404,10 @@ def _calculation_state(result: OracleResult) -> str:
 def _save_calculation(name: str, round_number: int, result: OracleResult) -> None:
     state = _calculation_state(result)
     composition = Composition(result.formula) if result.formula else None
-    Calculation.objects(
+    calculation = Calculation.objects(
         campaign=name, candidate_id=result.candidate_id, oracle=result.oracle
-    ).update_one(
+    )
+    calculation.update_one(
         upsert=True,
         set__round=round_number,
         set__oracle_version=result.oracle_version,
@@ -422,8 +424,18 @@ def _save_calculation(name: str, round_number: int, result: OracleResult) -> Non
         set__error=result.error,
         set__corrections=list(result.corrections or []),
         set__directory=result.directory,
+        set__n_frames=0,
         set__created_at=datetime.now(UTC),
     )
+    if result.frames:
+        saved = calculation.get()
+        saved.trajectory.put(
+            frames_to_bytes(result.frames),
+            content_type="application/x-npz",
+            filename=f"{name}-{result.candidate_id}-{result.oracle}",
+        )
+        saved.n_frames = len(result.frames)
+        saved.save()
     Candidate.objects(candidate_id=result.candidate_id).update_one(
         set__status="failed" if state == "failed" else "relaxed"
     )

@@ -75,6 +75,11 @@ def test_seed_round_then_compositional_candidates(database, monkeypatch):
     seeds = stages.screen("comp", 0)
     assert stages.relax("comp", 0, seeds)["completed"] == 5
     assert stages.relax("comp", 0, seeds) == {"skipped_finished": 5}
+    for calc in Calculation.objects(campaign="comp"):
+        frames = calc.get_frames()  # every relaxation step, from GridFS
+        assert calc.n_frames == len(frames) == calc.n_steps + 1
+        assert frames[-1].energy_per_atom == pytest.approx(calc.energy_per_atom, abs=1e-6)
+        assert {f.trajectory_id for f in frames} == {calc.candidate_id}
     metrics = stages.update_hull("comp", 0)
     assert metrics["on_hull_total"] >= 3
     assert stages.retrain("comp", 0) == {"structural": 1, "compositional": 1}
