@@ -40,6 +40,7 @@ USER_ERRORS = (
     CampaignConfigError,
     ValueError,
     FileNotFoundError,
+    LookupError,
 )
 
 
@@ -257,6 +258,46 @@ def campaign_report(
     from hullhunter.workflows.report import write_report
 
     console.print(f"report: {write_report(name, folder or Path('reports') / name)}")
+
+
+@campaign_app.command("screen")
+def campaign_screen(
+    name: str = typer.Argument(..., help="Campaign name."),
+    screen: str = typer.Argument(..., help="layered, li_ion_conductor_candidates or family_view."),
+    chemsys: str | None = typer.Option(None, help="Only materials inside this system."),
+) -> None:
+    """Run an application screen over the campaign's materials and save what passed."""
+    from hullhunter.db import connect
+    from hullhunter.workflows.applications import run_screen
+
+    connect()
+    records = run_screen(screen, name, chemsys=chemsys, save=True)
+    passed = [record for record in records if record.passed]
+    table = Table("material", "formula", "why")
+    for record in passed:
+        table.add_row(record.material_id, record.formula, "; ".join(record.reasons))
+    console.print(table)
+    console.print(f"{screen}: {len(passed)} of {len(records)} materials passed (saved)")
+
+
+@campaign_app.command("finetune")
+def campaign_finetune(
+    name: str = typer.Argument(..., help="Campaign name."),
+    frames: int = typer.Option(1024, help="Frames sampled (half first steps, as GNoME)."),
+    epochs: int = typer.Option(20, help="Training epochs."),
+    device: str = typer.Option("cpu", help="Torch device, e.g. cuda."),
+) -> None:
+    """Fine-tune CHGNet on the campaign's relaxation trajectories; store it as a potential."""
+    from hullhunter.db import connect
+    from hullhunter.workflows.finetune import finetune_campaign, format_comparison
+
+    connect()
+    report = finetune_campaign(name, n_frames=frames, epochs=epochs, device=device)
+    console.print(
+        f"potential version {report['version']}: {report['n_train_trajectories']} train / "
+        f"{report['n_heldout_trajectories']} held-out trajectories (composition-hash split)"
+    )
+    console.print(format_comparison(report["comparison"]))
 
 
 @campaign_app.command("pause")

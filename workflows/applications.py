@@ -3,7 +3,8 @@
 Each screen is a plain, parameterised function over Structures or ``Material`` documents and
 returns one :class:`ScreenRecord` per material, with the reasons it passed or failed, so an
 analyst sees why a crystal was kept. :func:`campaign_materials` loads the documents from
-MongoDB; :func:`screen_job` is the thin jobflow wrapper that runs a named screen there.
+MongoDB; :func:`run_screen` runs a named screen there and can save what passed as a
+``ScreenResult`` document; :func:`screen_job` is its thin jobflow wrapper.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from jobflow import job
+from monty.json import jsanitize
 from pymatgen.analysis.dimensionality import get_dimensionality_larsen
 from pymatgen.analysis.local_env import CrystalNN
 from pymatgen.core import Composition, Element, Structure
 from rich.progress import track
 
 from hullhunter.db import connect
-from hullhunter.documents import Material, chemsys_of, chemsys_subsystems
+from hullhunter.documents import Material, ScreenResult, chemsys_of, chemsys_subsystems
 
 # GNoME counts a crystal as stable when it lies on the hull within 5e-5 eV/atom.
 STABILITY_TOLERANCE = 5e-5
@@ -312,19 +314,40 @@ def campaign_materials(
 
 
 def run_screen(
-    name: str, campaign: str, *, chemsys: str | None = None, **params: Any
+    name: str,
+    campaign: str,
+    *,
+    chemsys: str | None = None,
+    save: bool = False,
+    **params: Any,
 ) -> list[ScreenRecord]:
-    """Run the screen called ``name`` on the campaign's materials from MongoDB."""
+    """Run the screen called ``name`` on the campaign's materials from MongoDB.
+
+    ``save`` stores the run (parameters, counts, every passing record) as a ``ScreenResult``
+    document, so analysts query screens like any other result.
+    """
     if name not in SCREENS:
         raise ValueError(f"unknown screen {name!r}; choose one of {', '.join(SCREENS)}")
     materials = campaign_materials(campaign, chemsys=chemsys)
     if name == "family_view" and chemsys is not None:
         params.setdefault("chemsys", chemsys)
-    return SCREENS[name](materials, **params)
+    records = SCREENS[name](materials, **params)
+    if save:
+        ScreenResult(
+            campaign=campaign,
+            screen=name,
+            params=jsanitize(params, strict=False),
+            chemsys=chemsys,
+            n_screened=len(records),
+            n_passed=sum(record.passed for record in records),
+            passed=[jsanitize(r.as_dict(), strict=False) for r in records if r.passed],
+        ).save()
+    return records
 
 
 @job
 def screen_job(name: str, campaign: str, params: dict[str, Any] | None = None) -> list[dict]:
-    """jobflow job: connect, run a named screen over the campaign's materials, return records."""
+    """jobflow job: connect, run a named screen over the campaign's materials, save the result."""
     connect()
-    return [record.as_dict() for record in run_screen(name, campaign, **(params or {}))]
+    records = run_screen(name, campaign, save=True, **(params or {}))
+    return [record.as_dict() for record in records]

@@ -30,16 +30,18 @@ from chgnet.data.dataset import StructureData, collate_graphs
 from chgnet.model import CHGNet, CHGNetCalculator
 from chgnet.trainer import Trainer
 from jobflow import job
+from monty.json import jsanitize
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import track
 from torch.utils.data import DataLoader
 
+from hullhunter.db import connect
+from hullhunter.documents import Calculation, ModelVersion
 from hullhunter.models import composition_hash_split
 from hullhunter.workflows.oracles.trajectory import (
     Frame,
     frame_from_atoms,
-    frames_from_bytes,
 )
 
 # Layers frozen for fine-tuning, as in chgnet's fine-tuning example: the embeddings, basis
@@ -340,37 +342,97 @@ def format_comparison(comparison: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-@job
-def finetune_job(
-    frames_path: str,
-    output_dir: str,
+def finetune_on_trajectories(
+    trajectories: Sequence[Sequence[Frame]],
+    *,
     n_frames: int = 1024,
-    settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """jobflow job: split, sample and fine-tune on frames from a ``.npz`` file; report errors.
+    save_path: str | Path | None = None,
+    **settings: Any,
+) -> tuple[FineTuneResult, dict[str, Any]]:
+    """Split by composition hash, sample GNoME's mix, fine-tune, and compare on held-out data.
 
-    ``frames_path`` holds one ``frames_to_bytes`` blob; the job returns the side-by-side
-    held-out errors and the path of the saved weights.
+    ``settings`` go to :func:`finetune_chgnet`. Returns the fine-tuning result and a report:
+    the side-by-side held-out errors and the sizes of both sides of the split.
     """
-    frames = frames_from_bytes(Path(frames_path).read_bytes())
-    by_trajectory: dict[str, list[Frame]] = {}
-    for frame in frames:
-        by_trajectory.setdefault(frame.trajectory_id, []).append(frame)
-    train, heldout = split_trajectories(list(by_trajectory.values()))
+    train, heldout = split_trajectories(trajectories)
     if not train or not heldout:
         raise ValueError(
             f"the composition split left {len(train)} train and {len(heldout)} held-out "
-            "trajectories; record relaxations of more compositions"
+            "trajectories; relax more compositions before fine-tuning"
         )
-    result = finetune_chgnet(
-        gnome_sample(train, n_frames),
-        save_path=Path(output_dir) / "chgnet_finetuned.pt",
-        **(settings or {}),
-    )
+    result = finetune_chgnet(gnome_sample(train, n_frames), save_path=save_path, **settings)
     heldout_frames = [frame for trajectory in heldout for frame in trajectory]
-    return {
+    report = {
         "comparison": compare_models(heldout_frames, result.model),
-        "model_path": str(result.model_path),
         "n_train_trajectories": len(train),
         "n_heldout_trajectories": len(heldout),
+        "n_heldout_frames": len(heldout_frames),
+        "n_sampled_frames": n_frames,
     }
+    return result, report
+
+
+def campaign_trajectories(campaign: str, oracle: str | None = None) -> list[list[Frame]]:
+    """Every relaxation trajectory a campaign stored in GridFS (needs a connection)."""
+    query: dict[str, Any] = {"campaign": campaign, "n_frames__gt": 0}
+    if oracle is not None:
+        query["oracle"] = oracle
+    return [calc.get_frames() for calc in Calculation.objects(**query).order_by("candidate_id")]
+
+
+def finetune_campaign(
+    campaign: str, *, n_frames: int = 1024, oracle: str | None = None, **settings: Any
+) -> dict[str, Any]:
+    """Fine-tune CHGNet on a campaign's stored trajectories; store it as a potential version.
+
+    The weights go to GridFS as the campaign's next ``ModelVersion`` of kind "potential",
+    with the held-out comparison as its metrics; :func:`load_potential` reads it back.
+    """
+    trajectories = campaign_trajectories(campaign, oracle)
+    if not trajectories:
+        raise ValueError(
+            f"campaign {campaign!r} has no stored relaxation trajectories; run a round with "
+            "an oracle that records frames first"
+        )
+    result, report = finetune_on_trajectories(trajectories, n_frames=n_frames, **settings)
+    last = ModelVersion.objects(campaign=campaign, kind="potential").order_by("-version").first()
+    version = (last.version + 1) if last else 1
+    buffer = io.BytesIO()
+    torch.save({"model": result.model.as_dict()}, buffer)
+    buffer.seek(0)
+    document = ModelVersion(
+        campaign=campaign,
+        kind="potential",
+        version=version,
+        n_train=report["n_train_trajectories"],
+        metrics=report,
+        hyperparameters=jsanitize(settings, strict=False),
+    )
+    document.weights.put(buffer, filename=f"{campaign}-potential-{version}.pt")
+    document.save()
+    return {"version": version, **report}
+
+
+def load_potential(campaign: str, version: int | None = None) -> CHGNet:
+    """A campaign's fine-tuned CHGNet from GridFS: the newest, or ``version``."""
+    query = ModelVersion.objects(campaign=campaign, kind="potential")
+    if version is not None:
+        query = query.filter(version=version)
+    document = query.order_by("-version").first()
+    if document is None:
+        which = f"version {version}" if version is not None else "any version"
+        raise LookupError(
+            f"campaign {campaign!r} has no fine-tuned potential ({which}); "
+            f"run: hullhunter campaign finetune {campaign}"
+        )
+    state = torch.load(io.BytesIO(document.weights.read()), map_location="cpu")
+    return CHGNet.from_dict(state["model"])
+
+
+@job
+def finetune_job(
+    campaign: str, n_frames: int = 1024, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """jobflow job: fine-tune CHGNet on the campaign's trajectories (see finetune_campaign)."""
+    connect()
+    return finetune_campaign(campaign, n_frames=n_frames, **(settings or {}))

@@ -81,7 +81,7 @@ def _application_screens(name: str) -> list[str]:
     """GNoME's application screens over the campaign's materials."""
     lines = ["", "## Application screens (seeds and discoveries)", ""]
     for screen in ("layered", "li_ion_conductor_candidates"):
-        passed = [r for r in run_screen(screen, name) if r.passed]
+        passed = [r for r in run_screen(screen, name, save=True) if r.passed]
         formulas = ", ".join(sorted({r.formula for r in passed})) or "none"
         lines.append(f"- {screen}: {len(passed)} ({formulas})")
     return lines

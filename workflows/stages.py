@@ -375,7 +375,7 @@ def relax(name: str, round_number: int, candidate_ids: list[str]) -> dict[str, i
     oracle = get_oracle(oracle_name, **_oracle_settings(config, name, round_number))
 
     def save(result: OracleResult) -> None:
-        _save_calculation(name, round_number, result)
+        save_calculation(name, round_number, result)
         counts[_calculation_state(result)] += 1
 
     oracle.relax([c.get_structure() for c in todo], [c.candidate_id for c in todo], on_result=save)
@@ -401,7 +401,8 @@ def _calculation_state(result: OracleResult) -> str:
     return "completed" if result.converged else "unconverged"
 
 
-def _save_calculation(name: str, round_number: int, result: OracleResult) -> None:
+def save_calculation(name: str, round_number: int, result: OracleResult) -> None:
+    """Upsert the result as the candidate's Calculation; its frames go to GridFS."""
     state = _calculation_state(result)
     composition = Composition(result.formula) if result.formula else None
     calculation = Calculation.objects(

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from hullhunter.documents import Material, structure_dict
+from hullhunter.documents import Material, ScreenResult, structure_dict
 from hullhunter.workflows.applications import (
     charge_balanced_ionic,
     family_view,
@@ -122,5 +126,32 @@ def test_screens_run_on_campaign_documents(database, li2o, licoo2, nacl, mos2):
     family = run_screen("family_view", "demo", chemsys="Li-Co-O")
     assert sorted(r.formula for r in family) == ["Li2O", "LiCoO2"]
     assert [r.material_id for r in run_screen("layered", "demo") if r.passed] == ["m4"]
+    assert ScreenResult.objects.count() == 0  # saved only when asked
+    run_screen("li_ion_conductor_candidates", "demo", save=True, max_ion_fraction=0.9)
+    saved = ScreenResult.objects.get(campaign="demo")
+    assert (saved.screen, saved.n_screened, saved.n_passed) == ("li_ion_conductor_candidates", 4, 1)
+    assert saved.params == {"max_ion_fraction": 0.9}
+    assert [record["material_id"] for record in saved.passed] == ["m1"]
     with pytest.raises(ValueError, match="unknown screen"):
         run_screen("magnets", "demo")
+
+
+def test_screen_and_finetune_commands(database, li2o, mos2):
+    _material("cli", "m1", li2o, 0.0).save()
+    _material("cli", "m2", mos2, 0.0).save()
+    env = {**os.environ, "HULLHUNTER_TORCH_THREADS": "1"}  # db settings come from hh_settings
+
+    def hullhunter(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "hullhunter", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env)
+
+    screened = hullhunter("campaign", "screen", "cli", "layered")
+    assert screened.returncode == 0, screened.stderr
+    assert "layered: 1 of 2 materials passed (saved)" in screened.stdout
+    assert ScreenResult.objects.get(campaign="cli", screen="layered").passed[0]["formula"] == "MoS2"
+    unknown = hullhunter("campaign", "screen", "cli", "magnets")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("error: unknown screen")
+    empty = hullhunter("campaign", "finetune", "cli")
+    assert empty.returncode == 1
+    assert "has no stored relaxation trajectories" in empty.stderr
+    assert "Traceback" not in empty.stderr

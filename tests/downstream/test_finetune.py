@@ -6,18 +6,24 @@ import torch
 from ase.calculators.emt import EMT
 from pymatgen.core import Lattice, Structure
 
+from hullhunter.documents import ModelVersion
 from hullhunter.models import composition_hash_split
 from hullhunter.workflows.finetune import (
+    campaign_trajectories,
     chgnet_calculator,
     compare_models,
     evaluate,
+    finetune_campaign,
     finetune_chgnet,
     gnome_sample,
+    load_potential,
     pretrained_chgnet,
     record_relaxations,
     split_trajectories,
 )
+from hullhunter.workflows.oracles import OracleResult
 from hullhunter.workflows.oracles.trajectory import Frame, frames_from_bytes, frames_to_bytes
+from hullhunter.workflows.stages import save_calculation
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 
@@ -122,3 +128,47 @@ def test_finetuning_lowers_heldout_errors(emt_trajectories, tmp_path):
     assert losses[-1] < losses[0]
     reloaded = chgnet_calculator(tmp_path / "chgnet.pt").model
     assert evaluate(reloaded, heldout_frames[:2]) == evaluate(result.model, heldout_frames[:2])
+
+
+def _as_result(trajectory: list[Frame]) -> OracleResult:
+    last = trajectory[-1]
+    return OracleResult(
+        candidate_id=last.trajectory_id,
+        formula=last.formula,
+        energy_per_atom=last.energy_per_atom,
+        energy=last.energy_per_atom * len(last.structure),
+        structure=last.structure,
+        converged=True,
+        n_steps=len(trajectory) - 1,
+        wall_time_s=0.0,
+        oracle="emt",
+        oracle_version="ase",
+        frames=trajectory,
+    )
+
+
+@pytest.mark.slow
+def test_campaign_finetunes_on_its_stored_trajectories(database, emt_trajectories):
+    torch.set_num_threads(1)
+    for trajectory in emt_trajectories:
+        save_calculation("alloys", 1, _as_result(trajectory))
+    stored = campaign_trajectories("alloys")
+    assert sorted(t[0].trajectory_id for t in stored) == sorted(
+        t[0].trajectory_id for t in emt_trajectories
+    )
+    report = finetune_campaign("alloys", n_frames=24, epochs=3, learning_rate=3e-3)
+    assert report["version"] == 1
+    errors = report["comparison"]
+    assert errors["finetuned"]["force_mae_ev_per_a"] < errors["pretrained"]["force_mae_ev_per_a"]
+    saved = ModelVersion.objects.get(campaign="alloys", kind="potential")
+    assert saved.metrics["comparison"] == errors
+    _, heldout = split_trajectories(stored)
+    heldout_frames = [f for t in heldout for f in t]
+    reloaded = evaluate(load_potential("alloys"), heldout_frames)
+    assert reloaded["force_mae_ev_per_a"] == pytest.approx(
+        errors["finetuned"]["force_mae_ev_per_a"], rel=1e-5
+    )
+    with pytest.raises(LookupError, match="hullhunter campaign finetune other"):
+        load_potential("other")
+    with pytest.raises(ValueError, match="no stored relaxation trajectories"):
+        finetune_campaign("other")
