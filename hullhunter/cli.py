@@ -286,13 +286,16 @@ def campaign_finetune(
     frames: int = typer.Option(1024, help="Frames sampled (half first steps, as GNoME)."),
     epochs: int = typer.Option(20, help="Training epochs."),
     device: str = typer.Option("cpu", help="Torch device, e.g. cuda."),
+    out: Path | None = typer.Option(None, help="Also write the weights here (for MD)."),
 ) -> None:
     """Fine-tune CHGNet on the campaign's relaxation trajectories; store it as a potential."""
     from hullhunter.db import connect
     from hullhunter.workflows.finetune import finetune_campaign, format_comparison
 
     connect()
-    report = finetune_campaign(name, n_frames=frames, epochs=epochs, device=device)
+    report = finetune_campaign(
+        name, n_frames=frames, epochs=epochs, device=device, save_path=out and str(out)
+    )
     console.print(
         f"potential version {report['version']}: {report['n_train_trajectories']} train / "
         f"{report['n_heldout_trajectories']} held-out trajectories (composition-hash split)"
