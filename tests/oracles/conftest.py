@@ -1,19 +1,28 @@
-"""Fixtures for the oracle tests: the VASP emulator command and stand-in POTCARs."""
+"""Fixtures for the oracle tests: the VASP emulator (command and module) and stand-in POTCARs."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from pymatgen.core import SETTINGS
 
 EMULATOR = Path(__file__).parent / "vasp_emulator" / "vasp_emulator.py"
-_spec = importlib.util.spec_from_file_location("standin_potcars", EMULATOR.with_name("potcars.py"))
-_potcars = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_potcars)
-write_standin_potcars = _potcars.write_standin_potcars
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+write_standin_potcars = _load(
+    "standin_potcars", EMULATOR.with_name("potcars.py")
+).write_standin_potcars
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +42,9 @@ def potcars(standin_potcar_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def emulator_cmd() -> str:
     """The command that runs the VASP emulator in place of vasp_std."""
     return f"{sys.executable} {EMULATOR}"
+
+
+@pytest.fixture(scope="session")
+def emulator_module() -> ModuleType:
+    """The emulator as a module, for its potential: the labels every emulated run reports."""
+    return _load("vasp_emulator", EMULATOR)

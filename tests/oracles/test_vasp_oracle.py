@@ -6,15 +6,22 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+from ase.units import GPa
+from atomate2.vasp.flows.mp import MPGGADoubleRelaxMaker
+from atomate2.vasp.jobs.mp import MPGGARelaxMaker
+from atomate2.vasp.powerups import update_user_incar_settings
 from custodian.vasp.handlers import FrozenJobErrorHandler
+from jobflow import run_locally
 from pymatgen.core import Lattice, Structure
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
-from pymatgen.io.vasp import Incar, Kpoints, Poscar, Vasprun
+from pymatgen.io.ase import AseAtomsAdaptor
+from pymatgen.io.vasp import Incar, Kpoints, Poscar, Potcar, Vasprun
 
 from hullhunter.settings import get_settings
-from hullhunter.workflows.oracles import VaspNotFoundError, VaspOracle, get_oracle
+from hullhunter.workflows.oracles import ForceFieldOracle, VaspNotFoundError, VaspOracle, get_oracle
 from hullhunter.workflows.oracles.vasp import HANDLERS, parse_slurm_time, slurm_remaining_seconds
 
 FROZEN_TIMEOUT_S = 8  # longer than the emulator's start-up, so only a real freeze trips it
@@ -24,6 +31,12 @@ def manganese_oxide() -> Structure:
     """Rock-salt MnO, compressed: a GGA+U oxide, so MP2020 applies U and anion corrections."""
     return Structure.from_spacegroup(
         "Fm-3m", Lattice.cubic(4.3), ["Mn", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+
+
+def rock_salt_nacl(a: float = 5.3) -> Structure:
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
     )
 
 
@@ -123,7 +136,8 @@ def test_walltime_stop_is_recorded_and_the_rerun_continues_from_contcar(
         (c["handler"], error) for c in stopped.corrections for error in c["errors"]
     }
     stopped_runs = job_folders(stopped.directory)
-    assert [len(Vasprun(run / "vasprun.xml.gz").ionic_steps) for run in stopped_runs] == [4, 4]
+    # the second relaxation does not start once the first was stopped by the walltime
+    assert [len(Vasprun(run / "vasprun.xml.gz").ionic_steps) for run in stopped_runs] == [4]
     last_contcar = Poscar.from_file(stopped_runs[-1] / "CONTCAR.gz").structure
     assert last_contcar.volume != pytest.approx(structure.volume, rel=1e-3)
 
@@ -136,6 +150,140 @@ def test_walltime_stop_is_recorded_and_the_rerun_continues_from_contcar(
     started_from = Poscar.from_file(first_rerun / "POSCAR.orig.gz").structure
     assert started_from.lattice.abc == pytest.approx(last_contcar.lattice.abc, rel=1e-5)
     assert Kpoints.from_file(first_rerun / "KPOINTS.gz").style == Kpoints.supported_modes.Gamma
+
+
+def test_frames_are_every_ionic_step_labelled_as_the_emulator_computed_them(
+    emulated_vasp: dict, emulator_module: ModuleType
+) -> None:
+    structure = rock_salt_nacl()
+    structure.perturb(0.1, seed=3)
+    (result,) = VaspOracle(**emulated_vasp).relax([structure], ["nacl"])
+    assert result.ok and result.converged, result.error
+
+    runs = [Vasprun(run / "vasprun.xml.gz") for run in job_folders(result.directory)]
+    assert len(runs) == 2
+    assert [frame.step for frame in result.frames] == list(range(result.n_steps))
+    assert result.n_steps == sum(len(run.ionic_steps) for run in runs) > 2
+    assert {frame.trajectory_id for frame in result.frames} == {"nacl"}
+    first_leg = result.frames[: len(runs[0].ionic_steps)]
+    assert first_leg[0].structure.lattice.abc == pytest.approx(structure.lattice.abc)
+    assert result.frames[-1].structure.lattice.abc == pytest.approx(result.structure.lattice.abc)
+
+    raw = runs[-1].get_computed_entry()
+    correction = MaterialsProject2020Compatibility().process_entry(raw).correction_per_atom
+    assert correction < -0.1  # chloride anion correction
+    assert result.frames[-1].energy_per_atom == pytest.approx(result.energy_per_atom)
+    morse = emulator_module.MorseCalculator()
+    for frame in result.frames:
+        atoms = AseAtomsAdaptor.get_atoms(frame.structure)
+        atoms.calc = morse
+        energy_per_atom = atoms.get_potential_energy() / len(atoms) + correction
+        assert frame.energy_per_atom == pytest.approx(energy_per_atom, abs=1e-5)
+        assert frame.forces == pytest.approx(atoms.get_forces(), abs=1e-4)
+        # ASE's sign (positive = tensile) in GPa, as CHGNet's frames
+        assert frame.stress == pytest.approx(atoms.get_stress(voigt=False) / GPa, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_inputs_and_energies_match_atomate2s_double_relax_flow_run_by_jobflow(
+    emulated_vasp: dict, tmp_path: Path
+) -> None:
+    structure = wurtzite_zno()
+    structure.scale_lattice(structure.volume * 1.05)
+    settings = {**emulated_vasp, "user_incar_settings": {"NELM": 80}}
+    oracle = VaspOracle(**settings)
+    (result,) = oracle.relax([structure], ["zno"])
+    assert result.ok, result.error
+
+    run_vasp_kwargs = {
+        "vasp_cmd": settings["vasp_cmd"],
+        "vasp_gamma_cmd": settings["vasp_gamma_cmd"],
+        "handlers": oracle.handlers,
+        "custodian_kwargs": oracle.custodian_kwargs,
+    }
+    maker = MPGGADoubleRelaxMaker(
+        relax_maker1=MPGGARelaxMaker(run_vasp_kwargs=run_vasp_kwargs),
+        relax_maker2=MPGGARelaxMaker(
+            copy_vasp_kwargs={"additional_vasp_files": ("WAVECAR", "CHGCAR")},
+            run_vasp_kwargs=run_vasp_kwargs,
+        ),
+    )
+    flow = update_user_incar_settings(maker.make(structure), {"NELM": 80})
+    run_locally(flow, root_dir=tmp_path / "jobflow", create_folders=True, log=False)
+
+    ours = job_folders(result.directory)
+    theirs = sorted((tmp_path / "jobflow").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert len(ours) == len(theirs) == 2
+    for mine, atomate2 in zip(ours, theirs, strict=True):
+        assert Incar.from_file(mine / "INCAR.orig.gz") == Incar.from_file(
+            atomate2 / "INCAR.orig.gz"
+        )
+        assert str(Kpoints.from_file(mine / "KPOINTS.orig.gz")) == str(
+            Kpoints.from_file(atomate2 / "KPOINTS.orig.gz")
+        )
+        assert Potcar.from_file(mine / "POTCAR.orig.gz").symbols == ["Zn", "O"]
+        assert (mine / "WAVECAR.gz").exists() == (atomate2 / "WAVECAR.gz").exists()
+        run, reference = Vasprun(mine / "vasprun.xml.gz"), Vasprun(atomate2 / "vasprun.xml.gz")
+        assert run.final_energy == pytest.approx(reference.final_energy, abs=1e-6)
+    assert Incar.from_file(ours[0] / "INCAR.orig.gz")["NELM"] == 80
+    assert Kpoints.from_file(ours[0] / "KPOINTS.orig.gz").style == Kpoints.supported_modes.Gamma
+
+
+@pytest.mark.slow
+def test_chgnet_prerelaxation_runs_first_and_vasp_starts_from_its_structure(
+    emulated_vasp: dict,
+) -> None:
+    structure = rock_salt_nacl(5.9)
+    prerelax_settings = {"fmax": 0.1, "max_steps": 60}
+    oracle = VaspOracle(**emulated_vasp, prerelax="chgnet", prerelax_settings=prerelax_settings)
+    (result,) = oracle.relax([structure], ["nacl"])
+    assert result.ok, result.error
+
+    chgnet = ForceFieldOracle("chgnet", **prerelax_settings).relax_one(structure, "nacl")
+    first, second = job_folders(result.directory)
+    vasp_start = Poscar.from_file(first / "POSCAR.orig.gz").structure
+    assert vasp_start.volume == pytest.approx(chgnet.structure.volume, rel=1e-4)
+    assert vasp_start.volume < 0.95 * structure.volume  # CHGNet shrank the stretched cell
+    assert "chgnet" in result.oracle_version and "pre-relaxation" in result.oracle_version
+    vasp_steps = [len(Vasprun(run / "vasprun.xml.gz").ionic_steps) for run in (first, second)]
+    assert len(result.frames) == sum(vasp_steps)  # VASP's steps only, never CHGNet's
+    assert result.frames[0].structure.volume == pytest.approx(vasp_start.volume, rel=1e-4)
+
+
+def test_prerelax_must_be_chgnet_or_none() -> None:
+    with pytest.raises(ValueError, match="unknown VASP prerelax 'm3gnet'"):
+        VaspOracle(prerelax="m3gnet")
+
+
+def test_every_campaign_setting_is_a_get_oracle_keyword(tmp_path: Path) -> None:
+    oracle = get_oracle(
+        "vasp",
+        vasp_cmd="srun vasp_std",
+        vasp_gamma_cmd="srun vasp_gam",
+        max_errors=3,
+        handlers=["VaspErrorHandler", "UnconvergedErrorHandler"],
+        prerelax="chgnet",
+        prerelax_settings={"fmax": 0.1},
+        root_dir=tmp_path,
+        maker="double_relax_static",
+        user_incar_settings={"NCORE": 4},
+        wall_time_s=3600,
+    )
+    assert (oracle.vasp_cmd, oracle.vasp_gamma_cmd, oracle.max_errors) == (
+        "srun vasp_std",
+        "srun vasp_gam",
+        3,
+    )
+    assert [type(h).__name__ for h in oracle.handlers] == [
+        "VaspErrorHandler",
+        "UnconvergedErrorHandler",
+    ]
+    assert oracle.root_dir == tmp_path.resolve()
+    assert [leg for leg, _ in oracle._legs()] == ["relax1", "relax2", "static"]
+    assert all(
+        maker.input_set_generator.user_incar_settings["NCORE"] == 4 for _, maker in oracle._legs()
+    )
+    assert oracle.wall_time_s == 3600
 
 
 def test_missing_vasp_fails_at_once_naming_the_setting(tmp_path: Path) -> None:

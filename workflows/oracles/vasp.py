@@ -3,8 +3,9 @@
 Each candidate runs in its own subfolder of ``root_dir`` (named after its id), one after the
 other, so a batch uses one allocation. atomate2's makers write MP-compatible inputs (PBE PAW,
 MP's U values, 520 eV, ferromagnetic MAGMOM start; pymatgen picks Γ-centred meshes for
-hexagonal cells); custodian runs the VASP command with the standard handlers; the final task
-document becomes an entry and gets MaterialsProject2020Compatibility applied.
+hexagonal cells); custodian runs the VASP command with the standard handlers and atomate2's
+validators; the final task document becomes an entry and gets
+MaterialsProject2020Compatibility applied. Every ionic step becomes a training frame.
 
 A relaxation stopped by the walltime (custodian's WalltimeHandler writes a STOPCAR before the
 SLURM limit) leaves a CONTCAR in the candidate's folder; relaxing the same id into the same
@@ -25,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from custodian.custodian import ErrorHandler
 from custodian.vasp.handlers import (
     FrozenJobErrorHandler,
@@ -41,7 +43,9 @@ from pymatgen.core import Structure
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 
 from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
+from hullhunter.workflows.oracles.forcefield import ForceFieldOracle
 from hullhunter.workflows.oracles.result import OracleResult
+from hullhunter.workflows.oracles.trajectory import Frame
 
 HANDLERS: dict[str, type[ErrorHandler]] = {
     "VaspErrorHandler": VaspErrorHandler,
@@ -60,6 +64,7 @@ WALLTIME_BUFFER_S = 300
 """Seconds before the SLURM limit at which custodian stops VASP (and no new candidate starts)."""
 
 MAKERS = ("double_relax", "double_relax_static")
+PRERELAXERS = (None, "chgnet")
 
 CUSTODIAN_DEFAULTS = {"polling_time_step": 0.1, "monitor_freq": 1200}
 """Custodian notices a finished VASP run within 0.1 s (its stock 10 s adds ~5 s to every run,
@@ -148,18 +153,13 @@ def _latest_contcar(directory: Path) -> Structure | None:
     return None
 
 
-def _custodian_corrections(directory: Path, skip: set[Path]) -> list[dict[str, Any]]:
-    """The corrections custodian logged in a candidate's run folders (not those in ``skip``).
+def _custodian_corrections(run_dir: Path) -> list[dict[str, Any]]:
+    """The corrections custodian logged in one VASP job folder, oldest first.
 
-    Each is ``{"handler": class name, "errors": [...], "actions": [...], "run": folder}``,
-    oldest run first.
+    Each is ``{"handler": class name, "errors": [...], "actions": [...], "run": folder}``.
     """
     corrections: list[dict[str, Any]] = []
-    logs = sorted(
-        (log for log in directory.glob("*/custodian.json*") if log.parent not in skip),
-        key=lambda p: p.stat().st_mtime,
-    )
-    for log in logs:
+    for log in sorted(run_dir.glob("custodian.json*")):
         with zopen(log, mode="rt", encoding="utf-8") as file:
             runs = json.load(file)
         for run in runs:
@@ -170,19 +170,74 @@ def _custodian_corrections(directory: Path, skip: set[Path]) -> list[dict[str, A
                         "handler": handler.get("@class") if isinstance(handler, dict) else handler,
                         "errors": correction.get("errors", []),
                         "actions": correction.get("actions"),
-                        "run": log.parent.name,
+                        "run": run_dir.name,
                     }
                 )
     return jsanitize(corrections, strict=False, allow_bson=False)
 
 
-class VaspOracle(Oracle):
-    """MP-compatible VASP relaxations through atomate2 and custodian.
+def _stopped_by_walltime(corrections: list[dict[str, Any]]) -> bool:
+    return any(WALLTIME_ERROR in correction["errors"] for correction in corrections)
 
-    Arguments win over hullhunter's settings (``vasp_cmd``, ``vasp_gamma_cmd``,
-    ``vasp_max_errors``), which win over atomate2's defaults. ``handlers`` are custodian
-    handler names or instances. ``custodian_kwargs`` go to ``Custodian`` (for example a
-    shorter ``polling_time_step``). ``user_incar_settings`` are applied on top of MP's.
+
+def _frames(task_docs: Sequence[Any], candidate_id: str, correction_per_atom: float) -> list[Frame]:
+    """Every ionic step of the VASP runs, in run order, as frames numbered from 0.
+
+    Energies are VASP's σ→0 energies plus the final entry's MP2020 correction per atom, so
+    they sit on the same scale as the result's energy and as CHGNet's. VASP writes stress
+    in kBar with positive = compressive; frames use GPa with ASE's sign (positive =
+    tensile), hence the factor -0.1.
+    """
+    frames: list[Frame] = []
+    for doc in task_docs:
+        for step in doc.calcs_reversed[0].output.ionic_steps:
+            cell = step.structure
+            frames.append(
+                Frame(
+                    structure=Structure(cell.lattice, cell.species, cell.frac_coords),
+                    energy_per_atom=step.e_0_energy / len(cell) + correction_per_atom,
+                    forces=np.array(step.forces, dtype=float),
+                    stress=-0.1 * np.array(step.stress, dtype=float),
+                    trajectory_id=candidate_id,
+                    step=len(frames),
+                )
+            )
+    return frames
+
+
+class VaspOracle(Oracle):
+    """MP-compatible VASP relaxations: atomate2's MP GGA makers run through custodian.
+
+    Settings (all keywords of ``get_oracle("vasp", ...)``):
+
+    ``vasp_cmd``, ``vasp_gamma_cmd``
+        commands that run VASP's standard and Γ-only builds (e.g. ``"srun vasp_std"``);
+        default: hullhunter's settings ``vasp_cmd`` / ``vasp_gamma_cmd``.
+    ``max_errors``
+        custodian's ``max_errors`` per VASP run; default: the setting ``vasp_max_errors``.
+    ``handlers``
+        custodian handler names (keys of :data:`HANDLERS`) or instances; default: all of
+        :data:`HANDLERS`. A WalltimeHandler is added whenever there is a walltime.
+    ``root_dir``
+        folder under which each candidate gets its own run folder (named after its id).
+    ``maker``
+        ``"double_relax"`` (MPGGADoubleRelaxMaker) or ``"double_relax_static"``
+        (MPGGADoubleRelaxStaticMaker: a static run after the two relaxations).
+    ``prerelax``
+        ``"chgnet"`` relaxes each candidate with the CHGNet oracle first and starts VASP
+        from its structure, as atomate2's CHGNet-then-VASP flow does; None (default) does
+        not. ``prerelax_settings`` go to that :class:`ForceFieldOracle` (fmax, max_steps,
+        device, threads...). It shows in ``oracle_version``; the frames hold VASP steps only.
+    ``custodian_kwargs``
+        extra arguments for ``Custodian`` (default :data:`CUSTODIAN_DEFAULTS`).
+    ``user_incar_settings``
+        INCAR settings applied on top of MP's.
+    ``wall_time_s``
+        seconds this batch may run; default: what SLURM says is left, else no limit.
+    ``progress``
+        show a progress bar over the batch.
+
+    Arguments win over hullhunter's settings, which win over atomate2's defaults.
     """
 
     name = "vasp"
@@ -196,6 +251,8 @@ class VaspOracle(Oracle):
         handlers: Sequence[str | ErrorHandler] | None = None,
         root_dir: str | Path = ".",
         maker: str = "double_relax",
+        prerelax: str | None = None,
+        prerelax_settings: dict[str, Any] | None = None,
         custodian_kwargs: dict[str, Any] | None = None,
         user_incar_settings: dict[str, Any] | None = None,
         wall_time_s: int | None = None,
@@ -203,6 +260,10 @@ class VaspOracle(Oracle):
     ) -> None:
         if maker not in MAKERS:
             raise ValueError(f"unknown VASP maker {maker!r}; choose one of {', '.join(MAKERS)}")
+        if prerelax not in PRERELAXERS:
+            raise ValueError(
+                f"unknown VASP prerelax {prerelax!r}; choose one of {PRERELAXERS} (None: off)"
+            )
         site = _site_settings()
         self.vasp_cmd = vasp_cmd or site.get("vasp_cmd") or "vasp_std"
         self.vasp_gamma_cmd = vasp_gamma_cmd or site.get("vasp_gamma_cmd") or "vasp_gam"
@@ -210,6 +271,13 @@ class VaspOracle(Oracle):
         self.handlers = [_handler(h) for h in (handlers or HANDLERS)]
         self.root_dir = Path(root_dir).resolve()
         self.maker = maker
+        self.prerelax = prerelax
+        self.prerelax_settings = dict(prerelax_settings or {})
+        self._prerelaxer = (
+            ForceFieldOracle(prerelax, **{"record_frames": False, **self.prerelax_settings})
+            if prerelax
+            else None
+        )
         self.custodian_kwargs = {**CUSTODIAN_DEFAULTS, **(custodian_kwargs or {})}
         self.user_incar_settings = dict(user_incar_settings or {})
         self.wall_time_s = wall_time_s
@@ -220,14 +288,17 @@ class VaspOracle(Oracle):
 
     @property
     def version(self) -> str:
-        return (
+        version = (
             f"atomate2 {installed_version('atomate2')} custodian {installed_version('custodian')} "
             f"MPGGA {self.maker}"
         )
+        if self._prerelaxer is not None:
+            version += f" after {self._prerelaxer.version} pre-relaxation"
+        return version
 
     @property
     def known_elements(self) -> set[str]:
-        """Elements with a POTCAR in MP's input set."""
+        """Elements with a POTCAR in MP's input set (CHGNet, the pre-relaxer, covers them all)."""
         from pymatgen.io.vasp.sets import MPRelaxSet
 
         return set(MPRelaxSet.CONFIG["POTCAR"])
@@ -263,41 +334,65 @@ class VaspOracle(Oracle):
     def _seconds_left(self) -> int | None:
         return None if self._deadline is None else int(self._deadline - time.monotonic())
 
-    def _flow(self, structure: Structure) -> Any:
-        """atomate2's MP GGA flow for one structure, its VASP runs wired to our settings."""
+    def _legs(self) -> list[tuple[str, Any]]:
+        """atomate2's VASP job makers of the MP GGA flow, in run order, with our settings.
+
+        They are the makers ``MPGGADoubleRelaxMaker`` (and ``MPGGADoubleRelaxStaticMaker``)
+        are built from, so the input set generators and copy settings are atomate2's.
+        """
         from atomate2.vasp.flows.mp import MPGGADoubleRelaxMaker, MPGGADoubleRelaxStaticMaker
         from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
         from atomate2.vasp.powerups import update_user_incar_settings
 
-        common = {
-            "run_vasp_kwargs": {
-                "vasp_cmd": self.vasp_cmd,
-                "vasp_gamma_cmd": self.vasp_gamma_cmd,
-                "max_errors": self.max_errors,
-                "handlers": self.handlers,
-                "wall_time": self._batch_wall_time,
-                "custodian_kwargs": self.custodian_kwargs,
-            },
-            # an unconverged run is reported as converged=False, not raised
-            "stop_children_kwargs": {"handle_unsuccessful": False},
+        run_vasp_kwargs = {
+            "vasp_cmd": self.vasp_cmd,
+            "vasp_gamma_cmd": self.vasp_gamma_cmd,
+            "max_errors": self.max_errors,
+            "handlers": self.handlers,
+            "wall_time": self._batch_wall_time,
+            "custodian_kwargs": self.custodian_kwargs,
         }
         from_previous = {"additional_vasp_files": ("WAVECAR", "CHGCAR")}
-        maker = MPGGADoubleRelaxMaker(
-            relax_maker1=MPGGARelaxMaker(**common),
-            relax_maker2=MPGGARelaxMaker(copy_vasp_kwargs=from_previous, **common),
+        maker: Any = MPGGADoubleRelaxMaker(
+            relax_maker1=MPGGARelaxMaker(run_vasp_kwargs=run_vasp_kwargs),
+            relax_maker2=MPGGARelaxMaker(
+                copy_vasp_kwargs=from_previous, run_vasp_kwargs=run_vasp_kwargs
+            ),
         )
         if self.maker == "double_relax_static":
             maker = MPGGADoubleRelaxStaticMaker(
                 relax_maker=maker,
-                static_maker=MPGGAStaticMaker(copy_vasp_kwargs=from_previous, **common),
+                static_maker=MPGGAStaticMaker(
+                    copy_vasp_kwargs=from_previous, run_vasp_kwargs=run_vasp_kwargs
+                ),
             )
-        flow = maker.make(structure)
         if self.user_incar_settings:
-            flow = update_user_incar_settings(flow, self.user_incar_settings)
-        return flow
+            maker = update_user_incar_settings(maker, self.user_incar_settings)
+        if self.maker == "double_relax_static":
+            double = maker.relax_maker
+            return [
+                ("relax1", double.relax_maker1),
+                ("relax2", double.relax_maker2),
+                ("static", maker.static_maker),
+            ]
+        return [("relax1", maker.relax_maker1), ("relax2", maker.relax_maker2)]
+
+    def _prerelaxed(self, structure: Structure, candidate_id: str) -> Structure:
+        """The structure after the pre-relaxation (an unconverged one is used as it is)."""
+        result = self._prerelaxer.relax_one(structure, candidate_id)
+        if result.structure is None:
+            raise RuntimeError(f"{self.prerelax} pre-relaxation failed: {result.error}")
+        return result.structure
 
     def relax_one(self, structure: Structure, candidate_id: str) -> OracleResult:
-        from jobflow import run_locally
+        """Run the flow's VASP jobs one after the other, each in its own job folder.
+
+        Each job runs atomate2's own job body (copy the previous job's outputs, write the
+        inputs, run custodian, parse the task document, gzip) called directly rather than
+        through jobflow: a candidate's jobs are a fixed chain, and jobflow's output-schema
+        checks and in-memory store cost about a second of CPU per calculation.
+        """
+        from monty.os import cd
 
         start = time.perf_counter()
         directory = self.root_dir / _safe_folder_name(candidate_id)
@@ -311,26 +406,34 @@ class VaspOracle(Oracle):
                 oracle_version=self.version,
                 directory=str(directory),
             )
-        start_structure = _latest_contcar(directory) if directory.exists() else None
-        directory.mkdir(parents=True, exist_ok=True)
-        earlier_runs = set(directory.iterdir())
+        current = _latest_contcar(directory) if directory.exists() else None
+        if current is None and self._prerelaxer is not None:
+            current = self._prerelaxed(structure, candidate_id)
+        current = current or structure
 
-        flow = self._flow(start_structure or structure)
+        task_docs: list[Any] = []
+        corrections: list[dict[str, Any]] = []
         problem = None
+        previous_dir: Path | None = None
         try:
-            responses = run_locally(
-                flow, root_dir=directory, create_folders=True, log=False, raise_immediately=True
-            )
+            for leg, maker in self._legs():
+                job_dir = directory / f"job_{datetime.now():%Y-%m-%d-%H-%M-%S-%f}_{leg}"
+                job_dir.mkdir(parents=True)
+                try:
+                    with cd(job_dir):
+                        response = maker.make.original(maker, current, prev_dir=previous_dir)
+                finally:
+                    corrections += _custodian_corrections(job_dir)
+                task_docs.append(response.output)
+                if _stopped_by_walltime(corrections):
+                    break
+                current, previous_dir = response.output.output.structure, job_dir
         except Exception as exc:  # recorded below with the folder and corrections so far
             problem = f"{type(exc).__name__}: {exc}"
-        corrections = _custodian_corrections(directory, skip=earlier_runs)
-        if any(WALLTIME_ERROR in c["errors"] for c in corrections):
+        if _stopped_by_walltime(corrections):
             # a run stopped by STOPCAR looks finished to pymatgen; it is not
             problem = "stopped by the walltime; rerun the batch to continue from its last CONTCAR"
         if problem is None:
-            task_docs = [
-                responses[job.uuid][max(responses[job.uuid])].output for job in _vasp_jobs(flow)
-            ]
             final = task_docs[-1]
             corrected = self._compatibility.process_entry(final.entry, inplace=False)
             if corrected is None:
@@ -350,28 +453,20 @@ class VaspOracle(Oracle):
                 corrections=corrections,
             )
         relaxed = final.output.structure
+        frames = _frames(task_docs, candidate_id, corrected.correction_per_atom)
         return OracleResult(
             candidate_id=candidate_id,
             formula=relaxed.composition.reduced_formula,
             energy_per_atom=corrected.energy_per_atom,
             energy=corrected.energy,
             structure=Structure(relaxed.lattice, relaxed.species, relaxed.frac_coords),
-            # the last relaxation decides: the first one may stop at NSW, that is its job
+            # the last run decides: the first relaxation may stop at NSW, that is its job
             converged=str(final.state.value) == "successful",
-            n_steps=sum(len(doc.calcs_reversed[0].output.ionic_steps) for doc in task_docs),
+            n_steps=len(frames),
             wall_time_s=time.perf_counter() - start,
             oracle=self.name,
             oracle_version=self.version,
             corrections=corrections,
             directory=str(directory),
+            frames=frames,
         )
-
-
-def _vasp_jobs(flow: Any) -> list[Any]:
-    """The VASP jobs of an atomate2 flow, in run order."""
-    from jobflow import Flow
-
-    jobs: list[Any] = []
-    for item in flow.jobs:
-        jobs.extend(_vasp_jobs(item) if isinstance(item, Flow) else [item])
-    return jobs
