@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,17 @@ def test_faults_speak_custodians_language(emulator_cmd: str, tmp_path: Path) -> 
     assert (tmp_path / "CONTCAR").exists()  # ZBRENT's fix copies CONTCAR to POSCAR
     assert run_emulator(emulator_cmd, tmp_path, "none,positive_energy") == 0
     assert PositiveEnergyErrorHandler().check(str(tmp_path))
+
+
+def test_logged_wall_time_is_the_runs_own(
+    emulator_cmd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Benchmarks subtract this time from the VASP path's: it must not exceed the real one."""
+    write_inputs(tmp_path, NSW=2)
+    timing = tmp_path / "seconds.txt"
+    monkeypatch.setenv("HULLHUNTER_VASP_EMULATOR_TIMING", str(timing))
+    start = time.perf_counter()
+    assert run_emulator(emulator_cmd, tmp_path) == 0
+    wall = time.perf_counter() - start
+    (logged,) = (float(x) for x in timing.read_text().split())
+    assert 0.5 * wall < logged <= wall + 0.02  # 0.02: the kernel's 10 ms start-time ticks

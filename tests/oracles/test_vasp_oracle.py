@@ -234,12 +234,12 @@ def test_chgnet_prerelaxation_runs_first_and_vasp_starts_from_its_structure(
     emulated_vasp: dict,
 ) -> None:
     structure = rock_salt_nacl(5.9)
-    prerelax_settings = {"fmax": 0.1, "max_steps": 60}
+    prerelax_settings = {"fmax": 0.1, "max_steps": 60, "threads": 1}
     oracle = VaspOracle(**emulated_vasp, prerelax="chgnet", prerelax_settings=prerelax_settings)
     (result,) = oracle.relax([structure], ["nacl"])
     assert result.ok, result.error
 
-    chgnet = ForceFieldOracle("chgnet", **prerelax_settings).relax_one(structure, "nacl")
+    (chgnet,) = ForceFieldOracle("chgnet", **prerelax_settings).relax([structure], ["nacl"])
     first, second = job_folders(result.directory)
     vasp_start = Poscar.from_file(first / "POSCAR.orig.gz").structure
     assert vasp_start.volume == pytest.approx(chgnet.structure.volume, rel=1e-4)

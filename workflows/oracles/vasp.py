@@ -378,8 +378,11 @@ class VaspOracle(Oracle):
         return [("relax1", maker.relax_maker1), ("relax2", maker.relax_maker2)]
 
     def _prerelaxed(self, structure: Structure, candidate_id: str) -> Structure:
-        """The structure after the pre-relaxation (an unconverged one is used as it is)."""
-        result = self._prerelaxer.relax_one(structure, candidate_id)
+        """The structure after the pre-relaxation (an unconverged one is used as it is).
+
+        Through :meth:`ForceFieldOracle.relax`, which applies its ``threads`` setting.
+        """
+        (result,) = self._prerelaxer.relax([structure], [candidate_id])
         if result.structure is None:
             raise RuntimeError(f"{self.prerelax} pre-relaxation failed: {result.error}")
         return result.structure
