@@ -284,6 +284,8 @@ def test_every_campaign_setting_is_a_get_oracle_keyword(tmp_path: Path) -> None:
         maker.input_set_generator.user_incar_settings["NCORE"] == 4 for _, maker in oracle._legs()
     )
     assert oracle.wall_time_s == 3600
+    with pytest.raises(TypeError, match="vasp_command"):
+        get_oracle("vasp", vasp_command="vasp_std")
 
 
 def test_missing_vasp_fails_at_once_naming_the_setting(tmp_path: Path) -> None:

@@ -238,6 +238,10 @@ class VaspOracle(Oracle):
         show a progress bar over the batch.
 
     Arguments win over hullhunter's settings, which win over atomate2's defaults.
+
+    Results carry ``frames``: every ionic step of the final VASP run of each job, in order,
+    numbered from 0, with MP2020-corrected energies (the same scale as the result's energy
+    and as CHGNet's), forces in eV/Å and stress in GPa with ASE's sign.
     """
 
     name = "vasp"
