@@ -184,6 +184,21 @@ def test_frames_are_every_ionic_step_labelled_as_the_emulator_computed_them(
         assert frame.stress == pytest.approx(atoms.get_stress(voigt=False) / GPa, abs=1e-3)
 
 
+def test_relaxation_cut_by_the_step_limit_is_unconverged_with_its_energy(
+    emulated_vasp: dict,
+) -> None:
+    structure = rock_salt_nacl(5.9)
+    strict = {"NSW": 3, "EDIFFG": -0.0001}
+    # without UnconvergedErrorHandler, which would otherwise restart the runs until max_errors
+    handlers = [h for h in emulated_vasp["handlers"] if h != "UnconvergedErrorHandler"]
+    settings = {**emulated_vasp, "handlers": handlers, "user_incar_settings": strict}
+    (result,) = VaspOracle(**settings).relax([structure], ["nacl"])
+    assert result.error is None and result.ok
+    assert not result.converged
+    assert result.n_steps == 6  # both relaxations stopped at NSW
+    assert result.energy_per_atom == pytest.approx(result.frames[-1].energy_per_atom)
+
+
 @pytest.mark.slow
 def test_inputs_and_energies_match_atomate2s_double_relax_flow_run_by_jobflow(
     emulated_vasp: dict, tmp_path: Path

@@ -356,19 +356,20 @@ class VaspOracle(Oracle):
             "wall_time": self._batch_wall_time,
             "custodian_kwargs": self.custodian_kwargs,
         }
+        common = {
+            "run_vasp_kwargs": run_vasp_kwargs,
+            # an unconverged run is reported as converged=False, not raised
+            "stop_children_kwargs": {"handle_unsuccessful": False},
+        }
         from_previous = {"additional_vasp_files": ("WAVECAR", "CHGCAR")}
         maker: Any = MPGGADoubleRelaxMaker(
-            relax_maker1=MPGGARelaxMaker(run_vasp_kwargs=run_vasp_kwargs),
-            relax_maker2=MPGGARelaxMaker(
-                copy_vasp_kwargs=from_previous, run_vasp_kwargs=run_vasp_kwargs
-            ),
+            relax_maker1=MPGGARelaxMaker(**common),
+            relax_maker2=MPGGARelaxMaker(copy_vasp_kwargs=from_previous, **common),
         )
         if self.maker == "double_relax_static":
             maker = MPGGADoubleRelaxStaticMaker(
                 relax_maker=maker,
-                static_maker=MPGGAStaticMaker(
-                    copy_vasp_kwargs=from_previous, run_vasp_kwargs=run_vasp_kwargs
-                ),
+                static_maker=MPGGAStaticMaker(copy_vasp_kwargs=from_previous, **common),
             )
         if self.user_incar_settings:
             maker = update_user_incar_settings(maker, self.user_incar_settings)
