@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -129,10 +129,19 @@ class ModelSettings(_Strict):
 
 
 class OracleSettings(_Strict):
+    """The oracle; ``fmax``/``max_steps`` are for force fields, the ``vasp_*`` keys for VASP."""
+
     name: Literal["chgnet", "vasp", "sevennet"] = "chgnet"
     fmax: float = Field(0.1, gt=0, description="eV/Å, force-field relaxations")
     max_steps: int = Field(300, ge=1)
     batch_size: int = Field(10, ge=1, description="candidates per relaxation job")
+    vasp_maker: Literal["double_relax", "double_relax_static"] = "double_relax"
+    vasp_prerelax: Literal["chgnet"] | None = Field(
+        None, description="relax with CHGNet before VASP, as atomate2's CHGNet-then-VASP flow"
+    )
+    vasp_incar: dict[str, Any] = Field(
+        default_factory=dict, description="INCAR overrides on top of the MP-compatible set"
+    )
 
     @model_validator(mode="after")
     def _installed(self) -> OracleSettings:
@@ -140,6 +149,12 @@ class OracleSettings(_Strict):
         if importlib.util.find_spec(module) is None:
             extra = " (pip install -e '.[sevennet]')" if self.name == "sevennet" else ""
             raise ValueError(f"oracle '{self.name}' needs the package '{module}'{extra}")
+        vasp_keys = {"vasp_maker", "vasp_prerelax", "vasp_incar"} & self.model_fields_set
+        if self.name != "vasp" and vasp_keys:
+            raise ValueError(
+                f"{', '.join(sorted(vasp_keys))} only apply to the vasp oracle, not "
+                f"'{self.name}'; remove them or set oracle.name: vasp"
+            )
         return self
 
 

@@ -372,7 +372,7 @@ def relax(name: str, round_number: int, candidate_ids: list[str]) -> dict[str, i
     Candidate.objects(candidate_id__in=[c.candidate_id for c in todo]).update(
         set__status="relaxing"
     )
-    oracle = get_oracle(oracle_name, **_oracle_settings(config, name, round_number))
+    oracle = get_oracle(oracle_name, **oracle_settings(config, name, round_number))
 
     def save(result: OracleResult) -> None:
         save_calculation(name, round_number, result)
@@ -382,12 +382,18 @@ def relax(name: str, round_number: int, candidate_ids: list[str]) -> dict[str, i
     return dict(counts)
 
 
-def _oracle_settings(config: CampaignConfig, name: str, round_number: int) -> dict[str, Any]:
+def oracle_settings(config: CampaignConfig, name: str, round_number: int) -> dict[str, Any]:
+    """The keyword arguments of ``get_oracle`` for this campaign's round."""
     settings = get_settings()
     if config.oracle.name == "vasp":
         run_dir = settings.runs_dir / name / f"round-{round_number}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        return {"root_dir": run_dir}
+        return {
+            "root_dir": run_dir,
+            "maker": config.oracle.vasp_maker,
+            "prerelax": config.oracle.vasp_prerelax,
+            "user_incar_settings": config.oracle.vasp_incar or None,
+        }
     return {
         "fmax": config.oracle.fmax,
         "max_steps": config.oracle.max_steps,

@@ -39,6 +39,7 @@ def test_chemical_space_membership():
         ({**MINIMAL, "oracle": {"name": "dft"}}, r"oracle\.name"),
         ({**MINIMAL, "name": "bad name!"}, r"name:"),
         ({**MINIMAL, "budget": {"rounds": 0}}, r"budget\.rounds"),
+        ({**MINIMAL, "oracle": {"vasp_prerelax": "chgnet"}}, r"vasp_prerelax only apply to"),
     ],
 )
 def test_bad_campaign_files_name_the_key(data, message):
@@ -62,3 +63,16 @@ def test_shipped_examples_are_valid():
     assert len(examples) >= 2
     for path in examples:
         assert load_config(path).name
+
+
+def test_vasp_campaign_settings_reach_the_oracle(hh_settings):
+    from hullhunter.workflows.oracles import get_oracle
+    from hullhunter.workflows.stages import oracle_settings
+
+    oracle = {"name": "vasp", "vasp_prerelax": "chgnet", "vasp_incar": {"ENCUT": 600}}
+    config = parse_config({**MINIMAL, "oracle": oracle})
+    vasp = get_oracle("vasp", **oracle_settings(config, "tiny", 2))
+    assert vasp.prerelax == "chgnet"
+    assert vasp.maker == "double_relax"
+    assert vasp.user_incar_settings == {"ENCUT": 600}
+    assert vasp.root_dir == hh_settings.runs_dir.resolve() / "tiny" / "round-2"
