@@ -1,38 +1,48 @@
-"""Deduplication at campaign scale: a cheap symmetry key to bucket, StructureMatcher within it.
+"""Deduplication at campaign scale: StructureMatcher's own groups, with most fits skipped.
 
-The key is (reduced formula, space-group number, sorted (element, orbit size / cell size) of
-every crystallographic orbit), from one spglib call at a tolerant ``symprec``. Orbit sizes
-per cell are used rather than Wyckoff letters because letters are not invariant under the
-space group's normalizer (rocksalt's cation may sit on 4a or 4b depending on the origin) while
-multiplicities are, and the ratio is unchanged by supercells. Lookup is a dict access, so the
-cost per candidate does not grow with the number of structures already seen; only structures
-sharing a key are compared with pymatgen's StructureMatcher, on spglib's primitive cells.
+``Deduplicator.add`` gives, in a stream, exactly what ``StructureMatcher.group_structures``
+gives on a list: structures are bucketed by reduced composition (the only pre-grouping
+StructureMatcher itself does), and a new structure joins the earliest earlier group
+representative of its bucket that ``StructureMatcher.fit(representative, new)`` accepts.
+Representatives are reduced the way the matcher reduces them (Niggli, then primitive cell).
 
-Low-symmetry candidates (e.g. SAPS decorations of one parent) often share a key while being
-distinct, so each bucket also holds a fingerprint per member: for each element pair, the
-per-atom sum of Gaussians of pair distances in units of (V/N)^(1/3) (invariant to rotation,
-translation, supercells and uniform scaling). Only members whose fingerprint lies within
-``fingerprint_tol`` (relative, per component) are matched, at most ``max_fits`` of them,
-closest first, which bounds the cost per candidate. ``fingerprint_tol=None`` with
-``max_fits=None`` matches against the whole bucket (slower).
+A fit costs milliseconds, so three cheap tests decide which representatives are worth one:
+
+1. *Identical copies* (same lattice, same species on the same fractional positions, in any
+   order) join the group of the earlier copy without a fit: fit is a function of the
+   structures, so a copy matches exactly the representatives its original matched.
+2. *Same skeleton* (same lattice and positions, other species: decorations of one parent,
+   as substitution and SAPS make them): the skeleton's own symmetry operations (spglib on the
+   unlabelled sites at ``symprec``) are turned into site permutations once per skeleton, and
+   only representatives whose decoration is an image of the new one under them are fitted.
+3. *Other skeletons*: only representatives whose pair fingerprint (per element pair, the
+   per-atom sum of Gaussians of distances in units of (V/N)^(1/3): invariant to rotation,
+   translation, supercells and uniform scaling) lies within ``fingerprint_tol`` (relative L1
+   distance) are fitted.
+
+Tests 2 and 3 are filters in front of the matcher: a fit they skip is one they judge could not
+succeed; every merge is still a StructureMatcher fit. ``fingerprint_tol=None`` turns both off
+and fits against the whole bucket in order, as ``group_structures`` does. Lookups are dict
+accesses and work per structure depends on its own bucket only, so the cost per candidate
+does not grow with the number of structures already seen.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from fractions import Fraction
+from math import gcd
 from typing import Any
 
 import numpy as np
-import spglib
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Lattice, Structure
 from vesin import NeighborList
 
 from hullhunter.generators.candidate import Candidate
 
-BucketKey = tuple[str, int, tuple[tuple[str, int, int], ...]]
+BucketKey = tuple[str, int, tuple[tuple[str, int], ...]]
+_ROUND = 6  # decimals of lattice and fractional coordinates that identify copies and skeletons
 
 
 class Deduplicator:
@@ -40,75 +50,136 @@ class Deduplicator:
 
     def __init__(
         self,
-        symprec: float = 0.1,
         matcher: StructureMatcher | None = None,
-        fingerprint_tol: float | None = 0.2,
-        max_fits: int | None = 8,
+        fingerprint_tol: float | None = 0.15,
+        max_fits: int | None = None,
+        merge_below: float | None = 0.5,
     ) -> None:
-        self.symprec = symprec
         self.fingerprint_tol = fingerprint_tol
         self.max_fits = max_fits
-        # Each structure is reduced at most once (spglib primitive cell, then Niggli) and
-        # matched with skip_structure_reduction=True: StructureMatcher otherwise re-reduces
-        # both structures on every fit, through a cache whose lookups grow with its size.
+        self.merge_below = merge_below
         self.matcher = matcher or StructureMatcher()
-        self._buckets: dict[BucketKey, _Bucket] = {}
+        self._buckets: dict[tuple[tuple[int, int], ...], _Bucket] = {}
+        self._skeletons: dict[bytes, _Skeleton] = {}
+        self._skeleton_fits: dict[tuple[int, int], bool] = {}
         self.stats: Counter[str] = Counter()
 
     def __len__(self) -> int:
-        return sum(len(bucket.ids) for bucket in self._buckets.values())
+        return self.stats["new"]
 
     def key(self, structure: Structure) -> tuple[BucketKey, Structure]:
-        """The bucket key of a structure and its primitive cell.
+        """The bucket key of a structure (reduced formula, its number of atoms, its
+        (element, amount) pairs) and the structure itself.
 
-        Orbits are read on spglib's primitive cell: a supercell's own lattice may not be kept
-        by every operation of the space group, and spglib would then split orbits.
+        Only structures with equal keys can match: StructureMatcher compares only structures
+        of the same reduced composition, so the key never separates a group.
         """
-        formula = structure.composition.reduced_formula
-        cell = (
-            structure.lattice.matrix,
-            structure.frac_coords,
-            [site.specie.Z for site in structure],
-        )
-        primitive = spglib.standardize_cell(
-            cell, to_primitive=True, no_idealize=True, symprec=self.symprec
-        )
-        if primitive is not None:
-            cell = primitive
-            structure = Structure(primitive[0], list(primitive[2]), primitive[1])
-        dataset = spglib.get_symmetry_dataset(cell, symprec=self.symprec)
-        if dataset is None:
-            return (formula, 0, ()), structure
-        labels, counts = np.unique(dataset.equivalent_atoms, return_counts=True)
-        orbits = []
-        for label, count in zip(labels, counts, strict=True):
-            ratio = Fraction(int(count), len(structure))
-            orbits.append((structure[int(label)].specie.symbol, ratio.numerator, ratio.denominator))
-        return (formula, int(dataset.number), tuple(sorted(orbits))), structure
+        reduced = Composition(structure.composition.element_composition).reduced_composition
+        pairs = tuple(sorted((el.symbol, int(amount)) for el, amount in reduced.items()))
+        return (reduced.reduced_formula, int(reduced.num_atoms), pairs), structure
 
     def add(self, structure: Structure, key_id: str) -> str | None:
         """Remember ``structure`` as ``key_id`` unless it duplicates one seen before.
 
-        Returns the id of the earlier structure it duplicates, or None when it is new.
+        Returns the id of the earlier structure it duplicates (its group's first member), or
+        None when it is new.
         """
-        key, primitive = self.key(structure)
-        bucket = self._buckets.setdefault(key, _Bucket())
-        fingerprint = pair_fingerprint(primitive)
-        reduced = None
-        for index in bucket.nearby(fingerprint, self.fingerprint_tol)[: self.max_fits]:
-            self.stats["fits"] += 1
-            # Niggli reduction only when a match is tried: most candidates never need it.
-            if reduced is None:
-                reduced = primitive.get_reduced_structure(reduction_algo="niggli")
-            if self.matcher.fit(reduced, bucket.reduced(index), skip_structure_reduction=True):
-                self.stats["duplicates"] += 1
-                return bucket.ids[index]
-        if reduced is None:
-            bucket.insert(fingerprint, key_id, primitive, is_reduced=False)
+        numbers = np.array(structure.atomic_numbers)
+        lattice = np.round(structure.lattice.matrix, _ROUND)
+        frac = np.round(structure.frac_coords % 1.0, _ROUND) % 1.0
+        order = np.lexsort(frac.T[::-1])
+        frac, numbers = frac[order], numbers[order]
+        skeleton_key = lattice.tobytes() + frac.tobytes()
+        copy_key = skeleton_key + numbers.tobytes()
+        bucket = self._buckets.setdefault(_composition_key(numbers), _Bucket())
+        if copy_key in bucket.copies:
+            self.stats["copies"] += 1
+            self.stats["duplicates"] += 1
+            return bucket.copies[copy_key]
+        skeleton = self._skeletons.get(skeleton_key)
+        if skeleton is None:
+            skeleton = self._skeletons[skeleton_key] = _Skeleton(lattice, frac)
+        match = self._first_match(structure, numbers, skeleton, bucket)
+        if match is None:
+            skeleton.add(bucket, len(bucket.ids), numbers)
+            bucket.add_member(key_id, structure, skeleton)
+            self.stats["new"] += 1
         else:
-            bucket.insert(fingerprint, key_id, reduced, is_reduced=True)
-        self.stats["new"] += 1
+            self.stats["duplicates"] += 1
+        bucket.copies[copy_key] = match or key_id
+        return match
+
+    def _first_match(
+        self, structure: Structure, numbers: np.ndarray, skeleton: _Skeleton, bucket: _Bucket
+    ) -> str | None:
+        """Id of the earliest representative in the bucket that StructureMatcher matches."""
+        if not bucket.ids:
+            return None
+        if self.fingerprint_tol is None:
+            worth = dict.fromkeys(range(len(bucket.ids)), np.inf)
+        else:
+            worth = skeleton.images_of(bucket, numbers, self.matcher)
+            worth.update(
+                dict.fromkeys(self._near_fingerprints(structure, skeleton, bucket), np.inf)
+            )
+        reduced = None
+        for fits, index in enumerate(sorted(worth)):
+            if (
+                self.merge_below is not None
+                and worth[index] <= self.merge_below * self.matcher.stol
+            ):
+                self.stats["mapped"] += 1
+                return bucket.ids[index]
+            if self.max_fits is not None and fits >= self.max_fits:
+                break
+            if reduced is None:
+                reduced = self._reduce(structure)
+            self.stats["fits"] += 1
+            source = "fingerprint" if worth[index] == np.inf else "self_map"
+            if self.matcher.fit(
+                bucket.reduced(index, self), reduced, skip_structure_reduction=True
+            ):
+                self.stats[f"{source}_fits_matched"] += 1
+                return bucket.ids[index]
+            self.stats[f"{source}_fits_failed"] += 1
         return None
+
+    def _near_fingerprints(
+        self, structure: Structure, skeleton: _Skeleton, bucket: _Bucket
+    ) -> list[int]:
+        """Bucket members on other skeletons whose fingerprint is within the tolerance."""
+        others = [i for i, s in enumerate(bucket.skeletons) if s is not skeleton]
+        if not others:
+            return []
+        fingerprint = pair_fingerprint(structure)
+        rows = np.array([bucket.fingerprint(i) for i in others])
+        distance = np.abs(rows - fingerprint).sum(axis=1)
+        scale = (np.abs(rows).sum(axis=1) + np.abs(fingerprint).sum()) / 2 + 1e-12
+        near = [others[i] for i in np.flatnonzero(distance / scale <= self.fingerprint_tol)]
+        return [i for i in near if self._skeletons_match(bucket.skeletons[i], skeleton)]
+
+    def _skeletons_match(self, earlier: _Skeleton, later: _Skeleton) -> bool:
+        """Whether two skeletons match with every site the same element, fitted once per
+        pair: decorations of skeletons that do not match cannot match either (a fit of the
+        decorations is also a fit of the bare sites), so their fits are skipped."""
+        pair = (id(earlier), id(later))
+        if pair not in self._skeleton_fits:
+            self.stats["skeleton_fits"] += 1
+            self._skeleton_fits[pair] = self.matcher.fit(
+                earlier.bare(self), later.bare(self), skip_structure_reduction=True
+            )
+        return self._skeleton_fits[pair]
+
+    def _reduce(self, structure: Structure) -> Structure:
+        """The cell StructureMatcher compares: Niggli-reduced, then its primitive cell.
+
+        Done here rather than through StructureMatcher's cached helper, whose cache hashes
+        structures by composition and so slows down as it fills with one formula's decorations.
+        """
+        reduced = structure.get_reduced_structure(reduction_algo="niggli")
+        if getattr(self.matcher, "_primitive_cell", True):
+            reduced = reduced.get_primitive_structure()
+        return reduced
 
     def add_many(self, structures: Iterable[Structure], ids: Iterable[str]) -> list[str | None]:
         """:meth:`add` for each (structure, id) pair; e.g. to load everything seen so far."""
@@ -127,45 +198,131 @@ class Deduplicator:
                 yield candidate
 
 
+def _composition_key(numbers: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Reduced composition as sorted (Z, amount) pairs: cheaper than a pymatgen formula."""
+    elements, counts = np.unique(numbers, return_counts=True)
+    divisor = gcd(*counts.tolist())
+    return tuple(zip(elements.tolist(), (counts // divisor).tolist(), strict=True))
+
+
+class _Skeleton:
+    """A lattice with a set of positions (sorted), shared by all decorations of one parent.
+
+    Its self-maps are computed only once a second decoration arrives in one bucket: most
+    skeletons (random structures, prototypes) carry a single decoration.
+    """
+
+    def __init__(self, lattice: np.ndarray, frac: np.ndarray) -> None:
+        self.lattice = lattice
+        self.frac = frac
+        self.permutations: np.ndarray | None = None
+        self.displacements = np.empty(0)
+        self.bare_cell: Structure | None = None
+        self.members: list[tuple[_Bucket, int, np.ndarray]] = []
+        self.by_decoration: dict[tuple[int, bytes], list[int]] = {}
+
+    def bare(self, dedup: Deduplicator) -> Structure:
+        """The sites all as one element (hydrogen), reduced as the matcher reduces."""
+        if self.bare_cell is None:
+            self.bare_cell = dedup._reduce(
+                Structure(self.lattice, ["H"] * len(self.frac), self.frac)
+            )
+        return self.bare_cell
+
+    def add(self, bucket: _Bucket, index: int, numbers: np.ndarray) -> None:
+        """Record that bucket member ``index`` is the decoration ``numbers`` of this skeleton."""
+        self.members.append((bucket, index, numbers))
+        self.by_decoration.setdefault((id(bucket), numbers.tobytes()), []).append(index)
+
+    def images_of(
+        self, bucket: _Bucket, numbers: np.ndarray, matcher: StructureMatcher
+    ) -> dict[int, float]:
+        """Bucket members whose decoration is an image of ``numbers`` under a self-map, each
+        with the smallest largest displacement (matcher units) of the maps relating them."""
+        if not any(member_bucket is bucket for member_bucket, _, _ in self.members):
+            return {}
+        if self.permutations is None:
+            self.permutations, self.displacements = self_maps(self.lattice, self.frac, matcher)
+        found: dict[int, float] = {}
+        images = numbers[self.permutations]
+        for image, displacement in zip(images, self.displacements.tolist(), strict=True):
+            for index in self.by_decoration.get((id(bucket), image.tobytes()), ()):
+                found[index] = min(found.get(index, np.inf), displacement)
+        return found
+
+
 class _Bucket:
-    """Structures sharing a key, with their fingerprints as rows of one matrix."""
+    """Group representatives of one reduced composition, in order, with what the filters use."""
 
     def __init__(self) -> None:
-        self.fingerprints = np.empty((0, 0))
         self.ids: list[str] = []
         self.structures: list[Structure] = []
-        self.is_reduced: list[bool] = []
+        self.reduced_cells: list[Structure | None] = []
+        self.skeletons: list[_Skeleton] = []
+        self.fingerprints: list[np.ndarray | None] = []
+        self.copies: dict[bytes, str] = {}
 
-    def nearby(self, fingerprint: np.ndarray, tol: float | None) -> list[int]:
-        """Members whose every fingerprint component is within the relative tolerance,
-        closest first (all members when tol is None)."""
-        if not self.ids:
-            return []
-        difference = np.abs(self.fingerprints - fingerprint)
-        if tol is None:
-            candidates = np.arange(len(self.ids))
-        else:
-            scale = tol * (np.abs(self.fingerprints) + np.abs(fingerprint)) / 2 + 1e-9
-            candidates = np.flatnonzero((difference <= scale).all(axis=1))
-        return candidates[np.argsort(difference[candidates].sum(axis=1))].tolist()
-
-    def reduced(self, index: int) -> Structure:
-        """Member ``index`` as a Niggli-reduced cell (reduced on first use, then kept)."""
-        if not self.is_reduced[index]:
-            self.structures[index] = self.structures[index].get_reduced_structure("niggli")
-            self.is_reduced[index] = True
-        return self.structures[index]
-
-    def insert(
-        self, fingerprint: np.ndarray, key_id: str, structure: Structure, is_reduced: bool
-    ) -> None:
-        if not self.ids:
-            self.fingerprints = fingerprint[None, :]
-        else:
-            self.fingerprints = np.vstack([self.fingerprints, fingerprint])
+    def add_member(self, key_id: str, structure: Structure, skeleton: _Skeleton) -> None:
         self.ids.append(key_id)
         self.structures.append(structure)
-        self.is_reduced.append(is_reduced)
+        self.reduced_cells.append(None)
+        self.skeletons.append(skeleton)
+        self.fingerprints.append(None)
+
+    def reduced(self, index: int, dedup: Deduplicator) -> Structure:
+        """Member ``index`` as the matcher's reduced cell (computed on first use, then kept)."""
+        if self.reduced_cells[index] is None:
+            self.reduced_cells[index] = dedup._reduce(self.structures[index])
+        return self.reduced_cells[index]
+
+    def fingerprint(self, index: int) -> np.ndarray:
+        """Member ``index``'s pair fingerprint (computed on first use, then kept)."""
+        if self.fingerprints[index] is None:
+            self.fingerprints[index] = pair_fingerprint(self.structures[index])
+        return self.fingerprints[index]
+
+
+def self_maps(
+    lattice: np.ndarray, frac: np.ndarray, matcher: StructureMatcher
+) -> tuple[np.ndarray, np.ndarray]:
+    """Site permutations under which unlabelled sites match themselves as StructureMatcher
+    would match two structures, with each one's largest displacement in the matcher's units.
+
+    The same search as the matcher's, done once per skeleton: every lattice within its length
+    and angle tolerances, every translation taking a site onto site 0, nearest-site
+    assignment, mean displacement removed, normalised by (V/N)^(1/3). Maps up to 1.5 ``stol``
+    are kept (the margin only adds fits). Returns (permutations (n_maps, n_sites),
+    displacements (n_maps,)).
+    """
+    n = len(frac)
+    own = Lattice(lattice)
+    cart = frac @ lattice
+    unit = (abs(np.linalg.det(lattice)) / n) ** (1 / 3)
+    permutations, displacements = [np.arange(n)], [0.0]
+    for mapped, _, _ in own.find_all_mappings(
+        own, ltol=matcher.ltol, atol=matcher.angle_tol, skip_rotation_matrix=True
+    ):
+        # Distances in the lattice of averaged parameters, as the matcher measures them.
+        parameters = (np.array(mapped.parameters) + np.array(own.parameters)) / 2
+        average = Lattice.from_parameters(*parameters).matrix
+        moved = cart @ np.linalg.inv(mapped.matrix)
+        # delta[t, i, j]: site i moved so that site t lands on site 0, minus site j
+        shifted = moved[None, :, :] - moved[:, None, :] + frac[0]
+        delta = shifted[:, :, None, :] - frac[None, None, :, :]
+        delta -= np.round(delta)
+        distance = np.linalg.norm(delta @ average, axis=-1)
+        target = distance.argmin(axis=2)
+        close = distance.min(axis=2).max(axis=1) <= 3 * matcher.stol * unit
+        for t in np.flatnonzero(close):
+            if len(set(target[t].tolist())) < n:
+                continue
+            offsets = delta[t, np.arange(n), target[t]] @ average
+            offsets -= offsets.mean(axis=0)
+            largest = np.linalg.norm(offsets, axis=1).max() / unit
+            if largest <= 1.5 * matcher.stol:
+                permutations.append(target[t])
+                displacements.append(largest)
+    return np.array(permutations), np.array(displacements)
 
 
 def pair_fingerprint(structure: Structure) -> np.ndarray:
@@ -175,13 +332,13 @@ def pair_fingerprint(structure: Structure) -> np.ndarray:
     parent differ in how the pair sums split between species pairs.
     """
     n = len(structure)
-    unit = (structure.volume / n) ** (1 / 3)
+    matrix = structure.lattice.matrix
+    unit = (abs(np.linalg.det(matrix)) / n) ** (1 / 3)
     i, j, d = NeighborList(cutoff=2.5 * unit, full_list=False).compute(
-        points=structure.cart_coords, box=structure.lattice.matrix, periodic=True, quantities="ijd"
+        points=structure.frac_coords @ matrix, box=matrix, periodic=True, quantities="ijd"
     )
-    elements = sorted({site.specie.Z for site in structure})
-    position = {z: k for k, z in enumerate(elements)}
-    species = np.array([position[site.specie.Z] for site in structure])
+    numbers = np.array(structure.atomic_numbers)
+    elements, species = np.unique(numbers, return_inverse=True)
     m = len(elements)
     low, high = np.minimum(species[i], species[j]), np.maximum(species[i], species[j])
     sums = np.bincount(low * m + high, weights=np.exp(-((d / unit) ** 2)), minlength=m * m)

@@ -27,6 +27,7 @@ def test_merges_supercell_rotated_and_shifted_copies(perovskite):
     shifted.translate_sites(range(len(shifted)), [0.5, 0.5, 0.5])  # Ti now at the origin
     assert dedup.add(shifted, "shifted") == "sto"
     assert len(dedup) == 1 and dedup.stats["duplicates"] == 3
+    assert dedup.key(perovskite)[0] == dedup.key(rotated * (1, 2, 1))[0]
 
 
 def test_keeps_polymorphs_and_decorations_apart():
@@ -64,6 +65,37 @@ def test_unique_agrees_with_group_structures_on_saps_candidates(perovskite):
     groups = StructureMatcher().group_structures([c.structure for c in stream])
     assert len(unique) == len(groups)
     assert all(c.generator == "saps" for c in unique)
+
+
+def _partition(dedup, structures):
+    owner = {}
+    for i, structure in enumerate(structures):
+        owner.setdefault(dedup.add(structure, str(i)) or str(i), set()).add(i)
+    return {frozenset(group) for group in owner.values()}
+
+
+def test_same_groups_as_group_structures_on_a_distorted_parent():
+    # A rocksalt supercell strained by a few percent and jittered: exact symmetry is gone, so
+    # SAPS (symprec 0.01) yields decorations that StructureMatcher's tolerances still merge.
+    rng = np.random.default_rng(3)
+    parent = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]
+    )
+    parent = Structure(
+        Lattice.orthorhombic(5.6, 5.75, 5.5),
+        parent.species,
+        parent.frac_coords + rng.normal(scale=0.004, size=(len(parent), 3)),
+    )
+    structures = [
+        c.structure
+        for c in saps([parent], replacements={"Na": ["K"], "Cl": ["Br"]}, max_per_parent=None)
+    ]
+    dedup = Deduplicator()
+    groups = StructureMatcher().group_structures(structures)
+    index = {id(s): i for i, s in enumerate(structures)}
+    assert _partition(dedup, structures) == {frozenset(index[id(s)] for s in g) for g in groups}
+    assert len(groups) < len(structures)  # the distortion left pymatgen-equivalent copies
+    assert dedup.stats["mapped"] + dedup.stats["fits"] > 0
 
 
 def test_unique_names_and_ids(perovskite):
