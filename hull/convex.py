@@ -95,7 +95,8 @@ def build_hull(
 
     Args:
         elements: sorted element symbols of the system.
-        rows: caller's ids of the points, in insertion order (ties keep the first).
+        rows: caller's ids of the points; exact ties keep the lowest id (pymatgen keeps
+            the first entry).
         fractions: (n, len(elements)) atomic fractions.
         energies: (n,) energies per atom.
 
@@ -104,68 +105,150 @@ def build_hull(
     """
     rows = np.asarray(rows, dtype=int)
     fractions = np.asarray(fractions, dtype=float).reshape(len(rows), len(elements))
+    return build_hulls([elements], np.zeros(len(rows), dtype=int), rows, fractions, energies)[0]
+
+
+def build_hulls(
+    systems: Sequence[Chemsys],
+    system_of: np.ndarray,
+    rows: np.ndarray,
+    fractions: np.ndarray,
+    energies: np.ndarray,
+) -> list[Hull]:
+    """Build the lower hulls of many chemical systems in one batch.
+
+    Everything but the qhull call itself runs once on the points of all systems together
+    (a few dozen array operations in all instead of per system): with ~100 points per
+    system those per-call overheads cost more than qhull does.
+
+    Args:
+        systems: sorted element symbols of each system.
+        system_of: (n,) index into ``systems`` of each point.
+        rows: (n,) caller's ids of the points; exact ties keep the lowest id.
+        fractions: (n, width) atomic fractions in the column order of each point's own
+            system, zero beyond its length (width >= the largest system).
+        energies: (n,) energies per atom.
+
+    Raises:
+        ValueError: an element of a system has no point at the pure element.
+    """
+    system_of = np.asarray(system_of, dtype=int)
+    rows = np.asarray(rows, dtype=int)
+    fractions = np.asarray(fractions, dtype=float)
     energies = np.asarray(energies, dtype=float)
-    dim = len(elements)
+    n_systems, width = len(systems), fractions.shape[1]
+    dims = np.array([len(system) for system in systems])
+    in_system = np.arange(width) < dims[:, None]
 
-    # Lowest energy per composition; a stable sort keeps the first of exact ties (pymatgen).
-    rounded = np.round(fractions, COMPOSITION_DECIMALS)
-    order = np.lexsort((energies, *rounded.T))  # by composition, then energy; stable
-    ordered = rounded[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
-    min_idx = np.sort(order[first])
-
-    pure = min_idx[fractions[min_idx].max(axis=1) == 1.0]
-    ref_idx = np.full(dim, -1)
-    ref_idx[fractions[pure].argmax(axis=1)] = pure
-    if missing := [elements[k] for k in np.flatnonzero(ref_idx < 0)]:
+    # Elemental references: per system and element, the lowest pure point (lowest id on ties).
+    pure = np.flatnonzero(fractions.max(axis=1) == 1.0)
+    pure_column = fractions[pure].argmax(axis=1)
+    order = np.lexsort((rows[pure], energies[pure], pure_column, system_of[pure]))
+    pure, pure_column = pure[order], pure_column[order]
+    pure_system = system_of[pure]
+    first = np.ones(len(pure), dtype=bool)
+    first[1:] = (pure_system[1:] != pure_system[:-1]) | (pure_column[1:] != pure_column[:-1])
+    ref_point = np.full((n_systems, width), -1)
+    ref_point[pure_system[first], pure_column[first]] = pure[first]
+    missing = in_system & (ref_point < 0)
+    if missing.any():
+        k = int(np.flatnonzero(missing.any(axis=1))[0])
+        names = ", ".join(systems[k][c] for c in np.flatnonzero(missing[k]))
         raise ValueError(
-            f"missing elemental reference for {', '.join(missing)}: "
-            "add an entry for each pure element"
+            f"missing elemental reference for {names}: add an entry for each pure element"
         )
-    refs = energies[ref_idx]
+    ref_energy = np.where(in_system, energies[ref_point], 0.0)
 
-    formation = energies[min_idx] - fractions[min_idx] @ refs
-    is_ref = np.zeros(len(rows), dtype=bool)
-    is_ref[ref_idx] = True
-    keep = min_idx[(formation < -FORMATION_ENERGY_TOL) & ~is_ref[min_idx]]
-    point_idx = np.concatenate([keep, ref_idx])
-    pts_frac = fractions[point_idx]
-    pts_e = energies[point_idx]
-
-    if dim == 1:
-        return Hull(
-            elements=elements,
-            planes=refs.reshape(1, 1),
-            facets=np.array([[len(point_idx) - 1]]),
-            vertex_rows={int(rows[ref_idx[0]])},
-            point_rows=rows[point_idx],
-            point_fractions=pts_frac,
-            point_energies=pts_e,
-        )
-
-    # pymatgen's qhull input: fractions without the first element, then energy, plus an
-    # apex above the centroid so that every non-lower facet contains it.
-    data = np.column_stack([pts_frac[:, 1:], pts_e])
-    apex = np.full(dim, 1.0 / dim)
-    apex[-1] = data.max() + 1.0
-    data = np.vstack([data, apex])
-    simplices = ConvexHull(data, qhull_options="Qt i").simplices
-    simplices = simplices[simplices.max(axis=1) < len(data) - 1]
-    mats = data[simplices]
-    mats[..., -1] = 1.0
-    facets_arr = simplices[np.abs(np.linalg.det(mats)) > DEGENERATE_FACET_TOL]
-    planes = np.linalg.solve(pts_frac[facets_arr], pts_e[facets_arr][..., None])[..., 0]
-    vertices = {int(rows[point_idx[i]]) for i in np.unique(facets_arr)}
-    return Hull(
-        elements=elements,
-        planes=planes,
-        facets=facets_arr,
-        vertex_rows=vertices,
-        point_rows=rows[point_idx],
-        point_fractions=pts_frac,
-        point_energies=pts_e,
+    # pymatgen's qhull points: the lowest point per composition if its formation energy is
+    # negative. Filtering first and then taking the lowest per composition among the
+    # survivors gives the same points from far fewer rows.
+    formation = energies - np.einsum("ij,ij->i", fractions, ref_energy[system_of])
+    below = np.flatnonzero(formation < -FORMATION_ENERGY_TOL)
+    rounded = np.round(fractions[below], COMPOSITION_DECIMALS)
+    order = np.lexsort((rows[below], energies[below], *rounded.T, system_of[below]))
+    below, rounded = below[order], rounded[order]
+    first = np.ones(len(below), dtype=bool)
+    first[1:] = (system_of[below[1:]] != system_of[below[:-1]]) | (rounded[1:] != rounded[:-1]).any(
+        axis=1
     )
+    kept = below[first]
+
+    # Each system's points in pymatgen's order: compounds by id, then the references.
+    refs = ref_point[in_system]
+    point_idx = np.concatenate([kept, refs])
+    point_system = np.concatenate([system_of[kept], np.repeat(np.arange(n_systems), dims)])
+    rank = np.concatenate([rows[kept], np.full(len(refs), np.iinfo(int).max)])
+    order = np.lexsort((rank, point_system))
+    point_idx, point_system = point_idx[order], point_system[order]
+    point_rows, point_frac, point_e = rows[point_idx], fractions[point_idx], energies[point_idx]
+    ends = np.cumsum(np.bincount(point_system, minlength=n_systems))
+    starts = ends - np.bincount(point_system, minlength=n_systems)
+
+    # pymatgen's qhull input per system: fractions without the first element, then the
+    # energy, plus an apex above the centroid so that every non-lower facet contains it.
+    # The systems' blocks are stacked, each followed by its apex row.
+    data = np.zeros((len(point_idx) + n_systems, width))
+    at = np.arange(len(point_idx)) + point_system
+    data[at, : width - 1] = point_frac[:, 1:]
+    data[at, dims[point_system] - 1] = point_e
+    apex_at = ends + np.arange(n_systems)
+    top = np.maximum.reduceat(data.max(axis=1), starts + np.arange(n_systems))
+    apex = np.where(in_system, 1.0 / dims[:, None], 0.0)
+    apex[np.arange(n_systems), dims - 1] = top + 1.0
+    data[apex_at] = apex
+
+    lower: dict[int, list[np.ndarray]] = {}
+    bounds = list(zip(starts.tolist(), ends.tolist(), dims.tolist(), strict=True))
+    for k, (start, end, dim) in enumerate(bounds):
+        if dim > 1:
+            block = data[start + k : end + k + 1, :dim]
+            simplices = ConvexHull(block, qhull_options="Qt i").simplices
+            lower.setdefault(dim, []).append(simplices[simplices.max(axis=1) < end - start] + start)
+
+    planes_of: dict[int, np.ndarray] = {}
+    facets_of: dict[int, np.ndarray] = {}
+    for dim, blocks in lower.items():
+        simplices = np.concatenate(blocks)
+        mats = np.ones((len(simplices), dim, dim))
+        mats[..., :-1] = point_frac[simplices, 1:dim]
+        facets = simplices[np.abs(np.linalg.det(mats)) > DEGENERATE_FACET_TOL]
+        planes_of[dim] = np.linalg.solve(point_frac[facets, :dim], point_e[facets][..., None])[
+            ..., 0
+        ]
+        facets_of[dim] = facets
+    facet_ends = {
+        dim: np.cumsum(np.bincount(point_system[f[:, 0]], minlength=n_systems)).tolist()
+        for dim, f in facets_of.items()
+    }
+    is_vertex = np.zeros(len(point_idx), dtype=bool)
+    for facets in facets_of.values():
+        is_vertex[facets.ravel()] = True
+    vertex_rows = point_rows[is_vertex].tolist()
+    vertex_ends = np.cumsum(np.bincount(point_system[is_vertex], minlength=n_systems)).tolist()
+
+    hulls = []
+    for k, (start, end, dim) in enumerate(bounds):
+        if dim == 1:
+            planes = point_e[end - 1 : end].reshape(1, 1)
+            facets = np.array([[end - 1 - start]])
+            vertices = {int(point_rows[end - 1])}
+        else:
+            first_facet = facet_ends[dim][k - 1] if k else 0
+            planes = planes_of[dim][first_facet : facet_ends[dim][k]]
+            facets = facets_of[dim][first_facet : facet_ends[dim][k]] - start
+            vertices = set(vertex_rows[vertex_ends[k - 1] if k else 0 : vertex_ends[k]])
+        hulls.append(
+            Hull(
+                elements=tuple(systems[k]),
+                planes=planes,
+                facets=facets,
+                vertex_rows=vertices,
+                point_rows=point_rows[start:end],
+                point_fractions=point_frac[start:end, :dim],
+                point_energies=point_e[start:end],
+            )
+        )
+    return hulls
 
 
 def hull_without_composition(hull: Hull, fractions: np.ndarray) -> Hull:
