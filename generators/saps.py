@@ -13,19 +13,21 @@ over all k-subsets and operations at once.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from math import comb
 from typing import Any, Literal
 
 import numpy as np
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import (
     GenerationStats,
+    SiteTemplates,
     is_charge_balanceable,
-    structure_from_elements,
+    reduced_formula,
     usable_parents,
     validate_elements,
 )
@@ -123,21 +125,25 @@ def saps(
             continue
         permutations = site_permutations(structure, symprec)
         elements = np.array([site.specie.symbol for site in structure], dtype=object)
+        parent_counts = Counter(elements.tolist())
+        templates = SiteTemplates(structure)
         produced = 0
         for old, new, probability in swaps:
             a_sites = np.flatnonzero(elements == old)
+            formulas: dict[int, str] = {}
             for k, chosen in _subsets(permutations, a_sites, mode, max_subsets, stats):
-                product_elements = elements.copy()
-                product_elements[a_sites[chosen]] = new
-                formula = Composition(
-                    dict(zip(*np.unique(product_elements, return_counts=True), strict=True))
-                ).reduced_formula
+                if k not in formulas:
+                    amounts = parent_counts.copy()
+                    amounts[old] -= k
+                    amounts[new] += k
+                    formulas[k] = reduced_formula(tuple(sorted((+amounts).items())))
+                formula = formulas[k]
                 if formula in known or (charge_balance and not is_charge_balanceable(formula)):
                     continue
+                product_elements = elements.copy()
+                product_elements[a_sites[chosen]] = new
                 candidate = Candidate(
-                    structure_from_elements(
-                        structure.lattice, product_elements.tolist(), structure.frac_coords
-                    ),
+                    templates.build(product_elements.tolist()),
                     "saps",
                     parent_id,
                     {

@@ -20,13 +20,14 @@ from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
-from pymatgen.core import Composition, Species
+from pymatgen.core import Species
 
 from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import (
     GenerationStats,
+    SiteTemplates,
     guess_oxidation_states,
-    structure_from_elements,
+    reduced_formula,
     usable_parents,
     validate_elements,
 )
@@ -191,6 +192,7 @@ def substitute(
             stats.skipped[reason] += 1
             continue
         site_elements = [site.specie.symbol for site in structure]
+        templates = SiteTemplates(structure)
         olds = tuple(model.index[sp] for sp in species)
         amounts = [composition[sp.symbol] for sp in species]
         for news, probability in model.replacement_indices(olds, allowed, max_changed):
@@ -203,12 +205,10 @@ def substitute(
             if charge_balanced and abs(charge) > 1e-6:
                 continue
             element_map = {sp.symbol: new for sp, new in zip(species, new_symbols, strict=True)}
-            formula = Composition(dict(zip(new_symbols, amounts, strict=True))).reduced_formula
+            formula = reduced_formula(tuple(sorted(zip(new_symbols, amounts, strict=True))))
             if formula in known:
                 continue
-            new_structure = structure_from_elements(
-                structure.lattice, [element_map[el] for el in site_elements], structure.frac_coords
-            )
+            new_structure = templates.build([element_map[el] for el in site_elements])
             params = {
                 "substitution": {
                     str(model.species[o]): str(model.species[n])
