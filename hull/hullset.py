@@ -182,21 +182,37 @@ class _HullIndex:
     """Points grouped by chemical system, with one cached hull per queried system."""
 
     def __init__(self) -> None:
-        self._rows: dict[Chemsys, list[int]] = defaultdict(list)
-        self._fractions: dict[Chemsys, list[np.ndarray]] = defaultdict(list)
-        self._energies: dict[Chemsys, list[float]] = defaultdict(list)
+        self._points: dict[Chemsys, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._hulls: dict[Chemsys, Hull] = {}
-        self._arrays: dict[Chemsys, tuple[list[int], np.ndarray, np.ndarray]] = {}
         self.elements: set[str] = set()
 
-    def add(self, row: int, chemsys: Chemsys, fractions: np.ndarray, energy: float) -> None:
-        """Add one point; the caller invalidates the hulls with ``invalidate``."""
-        self._rows[chemsys].append(row)
-        self._fractions[chemsys].append(fractions)
-        self._energies[chemsys].append(energy)
-        self._arrays.pop(chemsys, None)
-        if len(chemsys) == 1:
-            self.elements.add(chemsys[0])
+    def add(
+        self,
+        rows: Sequence[int],
+        chemsystems: Sequence[Chemsys],
+        fractions: Sequence[np.ndarray],
+        energies: Sequence[float],
+    ) -> None:
+        """Add points in row order; the caller invalidates the hulls with ``invalidate``.
+
+        Points are kept as one set of arrays per system, so that building hulls does not
+        convert per-point lists again.
+        """
+        members: dict[Chemsys, list[int]] = defaultdict(list)
+        for i, chemsys in enumerate(chemsystems):
+            members[chemsys].append(i)
+        for chemsys, idx in members.items():
+            new = (
+                np.array([rows[i] for i in idx], dtype=int),
+                np.array([fractions[i] for i in idx]).reshape(len(idx), len(chemsys)),
+                np.array([energies[i] for i in idx], dtype=float),
+            )
+            if chemsys in self._points:
+                old = self._points[chemsys]
+                new = tuple(np.concatenate(pair) for pair in zip(old, new, strict=True))
+            self._points[chemsys] = new
+            if len(chemsys) == 1:
+                self.elements.add(chemsys[0])
 
     def invalidate(self, touched: Iterable[Chemsys]) -> None:
         """Drop the cached hulls of every system containing a touched system."""
@@ -206,20 +222,12 @@ class _HullIndex:
 
     def systems(self) -> list[Chemsys]:
         """Chemical systems that hold at least one point."""
-        return list(self._rows)
+        return list(self._points)
 
     def points(self, chemsys: Chemsys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, fractions, energies) of the points whose system is exactly ``chemsys``."""
-        if chemsys not in self._arrays:
-            rows = self._rows.get(chemsys, [])
-            if not rows:
-                return np.zeros(0, dtype=int), np.zeros((0, len(chemsys))), np.zeros(0)
-            self._arrays[chemsys] = (
-                np.array(rows),
-                np.array(self._fractions[chemsys]),
-                np.array(self._energies[chemsys]),
-            )
-        return self._arrays[chemsys]
+        empty = (np.zeros(0, dtype=int), np.zeros((0, len(chemsys))), np.zeros(0))
+        return self._points.get(chemsys, empty)
 
     def covers(self, chemsys: Chemsys) -> bool:
         """Whether every element of the system has an elemental reference."""
@@ -245,7 +253,7 @@ class _HullIndex:
         )
         for k, system in enumerate(systems):
             for sub in subsystems(system):
-                if sub in self._rows:
+                if sub in self._points:
                     owners, subs, columns = blocks[len(sub)]
                     owners.append(k)
                     subs.append(sub)
@@ -382,14 +390,16 @@ class HullSet:
                 f"missing elemental reference for {', '.join(missing)}: "
                 "add an entry for each pure element"
             )
+        kept = []
         for entry, chemsys, fractions, energy in finite:
             formation = energy - fractions @ np.array([refs[el] for el in chemsys])
             if abs(formation) > max_abs_formation_energy:
                 self.skipped[SKIP_FORMATION_ENERGY_OUT_OF_RANGE] += 1
                 continue
             row = self._store(entry, chemsys, fractions, None, np.nan, np.nan)
-            for index in (self._reference, self._before_round, self._current):
-                index.add(row, chemsys, fractions, energy)
+            kept.append((row, chemsys, fractions, energy))
+        for index in (self._reference, self._before_round, self._current):
+            index.add(*([point[k] for point in kept] for k in range(4)))
         self._n_before_round = len(self.entries)
 
     @staticmethod
@@ -508,9 +518,13 @@ class HullSet:
         energies = np.array([a[3] for a in accepted])
         e_ref = self._reference.decomposition_energy(groups, energies)
         e_prev = self._before_round.decomposition_energy(groups, energies)
-        for (entry, chemsys, frac, energy), e_r, e_p in zip(accepted, e_ref, e_prev, strict=True):
-            row = self._store(entry, chemsys, frac, round_, float(e_r), float(e_p))
-            self._current.add(row, chemsys, frac, energy)
+        rows = [
+            self._store(entry, chemsys, frac, round_, float(e_r), float(e_p))
+            for (entry, chemsys, frac, _), e_r, e_p in zip(accepted, e_ref, e_prev, strict=True)
+        ]
+        self._current.add(
+            rows, [a[1] for a in accepted], [a[2] for a in accepted], energies.tolist()
+        )
 
         new_systems = set(by_system)
         self._current.invalidate(new_systems)
@@ -533,11 +547,13 @@ class HullSet:
             )
         if round_ != self._open_round:
             new_rows = range(self._n_before_round, len(self.entries))
-            for row in new_rows:
-                chemsys = self._chemsys[row]
-                energy = float(self.entries[row].energy_per_atom)
-                self._before_round.add(row, chemsys, self._fractions[row], energy)
-            self._before_round.invalidate({self._chemsys[row] for row in new_rows})
+            self._before_round.add(
+                new_rows,
+                self._chemsys[new_rows.start :],
+                self._fractions[new_rows.start :],
+                [float(self.entries[row].energy_per_atom) for row in new_rows],
+            )
+            self._before_round.invalidate(set(self._chemsys[new_rows.start :]))
             self._n_before_round = len(self.entries)
             self._open_round = round_
         return round_
