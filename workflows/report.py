@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from hullhunter.db import connect
-from hullhunter.documents import Material, Round
+from hullhunter.documents import Material, ModelVersion, Round
 from hullhunter.hull import plot_hit_rate, plot_parity, plot_ternary_hull
 from hullhunter.workflows.applications import run_screen
 from hullhunter.workflows.campaign import status
+from hullhunter.workflows.finetune import format_comparison
 from hullhunter.workflows.stages import SEED_ROUND, build_hull
 
 MAX_TERNARY_PLOTS = 6
@@ -72,6 +73,7 @@ def write_report(name: str, folder: Path | str) -> Path:
             plot_ternary_hull(hull, chemsys, folder / file)
             lines += ["", f"![{chemsys} hull]({file})"]
     lines += _application_screens(name)
+    lines += _learned_potential(name)
     summary = folder / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
     return summary
@@ -85,6 +87,25 @@ def _application_screens(name: str) -> list[str]:
         formulas = ", ".join(sorted({r.formula for r in passed})) or "none"
         lines.append(f"- {screen}: {len(passed)} ({formulas})")
     return lines
+
+
+def _learned_potential(name: str) -> list[str]:
+    """The newest potential fine-tuned on the campaign's trajectories, if any."""
+    latest = ModelVersion.objects(campaign=name, kind="potential").order_by("-version").first()
+    if latest is None:
+        return []
+    report = latest.metrics
+    return [
+        "",
+        f"## Learned potential (version {latest.version})",
+        "",
+        f"CHGNet fine-tuned on {report['n_train_trajectories']} relaxation trajectories; "
+        f"errors on {report['n_heldout_trajectories']} held-out ones (composition-hash split):",
+        "",
+        "```",
+        format_comparison(report["comparison"]),
+        "```",
+    ]
 
 
 def _cell(value: object) -> str:

@@ -15,6 +15,7 @@ from hullhunter.workflows.finetune import (
     evaluate,
     finetune_campaign,
     finetune_chgnet,
+    format_comparison,
     gnome_sample,
     load_potential,
     pretrained_chgnet,
@@ -23,6 +24,7 @@ from hullhunter.workflows.finetune import (
 )
 from hullhunter.workflows.oracles import OracleResult
 from hullhunter.workflows.oracles.trajectory import Frame, frames_from_bytes, frames_to_bytes
+from hullhunter.workflows.report import _learned_potential as report_section
 from hullhunter.workflows.stages import save_calculation
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
@@ -162,6 +164,9 @@ def test_campaign_finetunes_on_its_stored_trajectories(database, emt_trajectorie
     assert errors["finetuned"]["force_mae_ev_per_a"] < errors["pretrained"]["force_mae_ev_per_a"]
     saved = ModelVersion.objects.get(campaign="alloys", kind="potential")
     assert saved.metrics["comparison"] == errors
+    section = "\n".join(report_section("alloys"))
+    assert "## Learned potential (version 1)" in section
+    assert format_comparison(errors) in section
     _, heldout = split_trajectories(stored)
     heldout_frames = [f for t in heldout for f in t]
     reloaded = evaluate(load_potential("alloys"), heldout_frames)
