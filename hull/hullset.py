@@ -613,6 +613,10 @@ class HullSet:
             self._stable_rows[chemsys] = hull.vertex_rows.intersection(row_list)
         return self._entry_values[chemsys]
 
+    def _prepare_values(self, systems: list[Chemsys]) -> None:
+        """Build in one batch the hulls that ``_system_values`` of these systems needs."""
+        self._current.hulls([s for s in systems if s not in self._entry_values])
+
     def entry_decomposition_energies(self) -> dict[str, float]:
         """Decomposition energy of every entry in the set, by entry id.
 
@@ -623,16 +627,18 @@ class HullSet:
         elements relative to their reference (0 for the reference itself).
         """
         out: dict[str, float] = {}
-        for chemsys in track(
-            self._current.systems(), description="entry energies", disable=not self.progress
-        ):
+        systems = self._current.systems()
+        self._prepare_values(systems)
+        for chemsys in track(systems, description="entry energies", disable=not self.progress):
             for row, value in self._system_values(chemsys).items():
                 out[self._entry_id(self.entries[row])] = value
         return out
 
     def _stable_row_set(self) -> set[int]:
         stable: set[int] = set()
-        for chemsys in self._current.systems():
+        systems = self._current.systems()
+        self._prepare_values(systems)
+        for chemsys in systems:
             self._system_values(chemsys)
             stable |= self._stable_rows[chemsys]
         return stable
@@ -656,6 +662,7 @@ class HullSet:
             systems = [s for s in systems if within.issuperset(s)]
         cutoff = threshold + STABILITY_TOL
         out = []
+        self._prepare_values(systems)
         for system in systems:
             values = self._system_values(system)
             stable = self._stable_rows[system]
