@@ -15,6 +15,7 @@ same candidates; the script checks that they agree and prints per-candidate cost
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
@@ -24,6 +25,8 @@ from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from hullhunter.hull import HullSet
+
+AGREEMENT_TOL = 1e-6  # eV/atom, the bound
 
 ELEMENTS = [
     "Li",
@@ -194,7 +197,11 @@ def main() -> None:
             ours_runs.append(run_hullset(entries, candidates, energies))
             pmg_runs.append(run_pymatgen(diagrams, candidates, energies, sample))
     max_diff = float(np.max(np.abs(ours_runs[0][2][sample] - pmg_runs[0][1])))
-    print(f"agreement on {len(sample)} sampled candidates: max |diff| {max_diff:.1e} eV/atom")
+    agree = max_diff <= AGREEMENT_TOL
+    print(
+        f"agreement on {len(sample)} sampled candidates: max |diff| {max_diff:.1e} eV/atom "
+        f"({'within' if agree else 'OUTSIDE'} {AGREEMENT_TOL:g})"
+    )
     print(f"medians of {args.repeats} alternating runs; per candidate in microseconds\n")
 
     print(f"{'':36s}{'wall':>10s}{'cpu':>10s}")
@@ -225,6 +232,9 @@ def main() -> None:
         f"pymatgen {rows['wall'][1] * args.candidates:.1f} s extrapolated "
         f"+ {build.wall:.2f} s building {len(diagrams)} PhaseDiagrams"
     )
+    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    if not agree:
+        raise SystemExit(f"HullSet and pymatgen differ by {max_diff:.1e} eV/atom")
 
 
 if __name__ == "__main__":
