@@ -149,7 +149,12 @@ class OracleSettings(_Strict):
         if importlib.util.find_spec(module) is None:
             extra = " (pip install -e '.[sevennet]')" if self.name == "sevennet" else ""
             raise ValueError(f"oracle '{self.name}' needs the package '{module}'{extra}")
-        vasp_keys = {"vasp_maker", "vasp_prerelax", "vasp_incar"} & self.model_fields_set
+        vasp_keys = [
+            key
+            for key in ("vasp_incar", "vasp_maker", "vasp_prerelax")
+            if getattr(self, key)
+            != type(self).model_fields[key].get_default(call_default_factory=True)
+        ]
         if self.name != "vasp" and vasp_keys:
             raise ValueError(
                 f"{', '.join(sorted(vasp_keys))} only apply to the vasp oracle, not "

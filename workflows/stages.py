@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Composition, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
+from pymongo import UpdateOne
 
 from hullhunter import generators, models
 from hullhunter.campaign_config import CampaignConfig
@@ -294,14 +295,22 @@ def _choose(
     decomposition = build_hull(name).decomposition_energy(
         [s.composition for s in structures], prediction.energy_per_atom
     )
-    for doc, energy, spread, e_d in zip(
-        structural, prediction.energy_per_atom, prediction.iqr, decomposition, strict=True
-    ):
-        doc.update(
-            set__predicted_energy_per_atom=float(energy),
-            set__predicted_uncertainty=float(spread),
-            set__predicted_decomposition_energy=float(e_d),
+    updates = [
+        UpdateOne(
+            {"_id": doc.pk},
+            {
+                "$set": {
+                    "predicted_energy_per_atom": float(energy),
+                    "predicted_uncertainty": float(spread),
+                    "predicted_decomposition_energy": float(e_d),
+                }
+            },
         )
+        for doc, energy, spread, e_d in zip(
+            structural, prediction.energy_per_atom, prediction.iqr, decomposition, strict=True
+        )
+    ]
+    Candidate._get_collection().bulk_write(updates, ordered=False)  # one round trip, not N
     chosen = select_for_oracle(
         [c.formula for c in structural],
         decomposition,

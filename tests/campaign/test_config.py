@@ -14,6 +14,7 @@ def test_minimal_campaign_gets_gnome_defaults():
     assert config.screening.max_decomposition_energy == 0.05
     assert config.screening.one_per_composition is True
     assert config.oracle.name == "chgnet"
+    assert parse_config(config.model_dump(mode="json")) == config  # as stored in MongoDB
 
 
 def test_chemical_space_membership():
