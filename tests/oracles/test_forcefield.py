@@ -1,4 +1,5 @@
-"""The CHGNet oracle against CHGNet called directly, on real structures shipped with pymatgen."""
+"""The CHGNet oracle against CHGNet called directly, on real structures shipped with pymatgen;
+lockstep batches against one relaxation after another."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import torch
 from chgnet.model import CHGNet, StructOptimizer
 from jobflow import run_locally
 from pymatgen.core import Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 
 from hullhunter.workflows.oracles import ForceFieldOracle, OracleResult, get_oracle, relax_batch
+from hullhunter.workflows.oracles.forcefield import CHGNetEvaluator, ServedCalculator, load_chgnet
 
 REAL_STRUCTURES = ("Li2O", "Si", "CsCl", "SrTiO3")
 
@@ -51,9 +54,13 @@ def one_torch_thread() -> Iterator[None]:
 def test_batch_energies_match_chgnet_called_directly(
     oracle: ForceFieldOracle, batch: list[Structure]
 ) -> None:
+    assert oracle.batched
     seen: list[str] = []
     results = oracle.relax(batch, REAL_STRUCTURES, on_result=lambda r: seen.append(r.candidate_id))
-    assert seen == list(REAL_STRUCTURES)
+    assert [r.candidate_id for r in results] == list(REAL_STRUCTURES)
+    assert sorted(seen) == sorted(REAL_STRUCTURES)
+    steps = {r.candidate_id: r.n_steps for r in results}
+    assert [steps[i] for i in seen] == sorted(steps.values())  # reported as each finishes
     model = CHGNet.load(verbose=False)
     direct = StructOptimizer(model=model, optimizer_class="FIRE")
     for structure, result in zip(batch, results, strict=True):
@@ -68,6 +75,42 @@ def test_batch_energies_match_chgnet_called_directly(
         assert result.formula == structure.composition.reduced_formula
         assert result.oracle == "chgnet"
         assert "0.3.0" in result.oracle_version
+
+
+@pytest.mark.slow
+def test_lockstep_batch_equals_one_at_a_time_with_one_model_call_per_step(
+    batch: list[Structure],
+) -> None:
+    batched = ForceFieldOracle("chgnet", fmax=0.05, max_steps=300, threads=1, batch_size=4)
+    sequential = ForceFieldOracle("chgnet", fmax=0.05, max_steps=300, threads=1, batch_size=1)
+    together = batched.relax(batch, REAL_STRUCTURES)
+    alone = sequential.relax(batch, REAL_STRUCTURES)
+    for a, b in zip(together, alone, strict=True):
+        assert a.ok and b.ok and a.converged and b.converged
+        assert a.energy_per_atom == pytest.approx(b.energy_per_atom, abs=0.001)
+        assert abs(a.n_steps - b.n_steps) <= 2
+        assert len(a.frames) == a.n_steps + 1
+        np.testing.assert_allclose(a.structure.lattice.abc, b.structure.lattice.abc, atol=0.01)
+    assert batched.evaluator.forward_passes == max(r.n_steps for r in together) + 1
+    assert sequential.evaluator.forward_passes == sum(r.n_steps + 1 for r in alone)
+
+
+def test_served_labels_are_used_only_for_the_state_they_belong_to() -> None:
+    evaluator = CHGNetEvaluator(load_chgnet(None, "cpu"))
+    structure = real_structure("CsCl", 9)
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    atoms.calc = ServedCalculator(evaluator)
+    (labels,) = evaluator([atoms])
+    atoms.calc.serve(atoms, labels)
+    passes = evaluator.forward_passes
+    np.testing.assert_array_equal(atoms.get_forces(), labels["forces"])
+    assert evaluator.forward_passes == passes
+    atoms.positions[0] += 0.05
+    moved = atoms.get_potential_energy()
+    assert evaluator.forward_passes == passes + 1
+    direct = CHGNet.load(verbose=False).predict_structure(AseAtomsAdaptor.get_structure(atoms))
+    assert moved / len(atoms) == pytest.approx(float(direct["e"]), abs=1e-4)
+    assert moved != pytest.approx(labels["energy"], abs=1e-6)
 
 
 def test_step_limit_gives_unconverged_result_with_energy(oracle: ForceFieldOracle) -> None:
@@ -98,17 +141,28 @@ def test_every_step_is_recorded_with_chgnet_labels(oracle: ForceFieldOracle) -> 
     assert unrecorded.relax([strained], ["li2o"])[0].frames == []
 
 
-def test_bad_structures_fail_alone_and_the_batch_continues(oracle: ForceFieldOracle) -> None:
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_bad_structures_fail_alone_and_the_batch_continues(batch_size: int) -> None:
+    oracle = ForceFieldOracle("chgnet", fmax=0.05, max_steps=300, threads=1, batch_size=batch_size)
     good = real_structure("CsCl", 3)
     crowded = good.copy()
     crowded.append("Cs", crowded[0].coords + np.array([0.2, 0.0, 0.0]), coords_are_cartesian=True)
     beyond_chgnet = Structure(Lattice.cubic(3.5), ["Am"], [[0, 0, 0]])
-    results = oracle.relax([crowded, beyond_chgnet, good], ["crowded", "am", "cscl"])
-    assert [r.candidate_id for r in results] == ["crowded", "am", "cscl"]
+    isolated = Structure(Lattice.cubic(20.0), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    ids = ["crowded", "am", "isolated", "cscl"]
+    seen: list[str] = []
+    results = oracle.relax(
+        [crowded, beyond_chgnet, isolated, good],
+        ids,
+        on_result=lambda r: seen.append(r.candidate_id),
+    )
+    assert [r.candidate_id for r in results] == ids
+    assert sorted(seen) == sorted(ids)
     assert "closer than 0.5" in results[0].error
     assert results[1].error == "element(s) Am not covered by this oracle"
-    assert not results[0].ok and not results[1].ok
-    assert results[2].ok and results[2].converged
+    assert "isolated atom" in results[2].error
+    assert not any(r.ok for r in results[:3])
+    assert results[3].ok and results[3].converged
 
 
 def test_relax_batch_job_returns_result_dicts(oracle: ForceFieldOracle) -> None:
@@ -127,6 +181,8 @@ def test_settings_are_validated() -> None:
         get_oracle("chgnet", optimizer="LBFGS")
     with pytest.raises(ValueError, match="fmax > 0"):
         get_oracle("chgnet", fmax=0)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        get_oracle("chgnet", batch_size=0)
 
 
 @pytest.mark.skipif(find_spec("sevenn") is not None, reason="sevenn is installed here")
