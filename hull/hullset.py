@@ -128,8 +128,7 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
             system_of = _factorize(system_of)[1]
     system_masks = masks[_first_positions(system_of, system_of.max() + 1)]
 
-    # Column of each item within its composition's system, then one dense amount matrix
-    # (several species of one element, e.g. oxidation states, add up in bincount).
+    # Each system's elements and the column of each element within it.
     systems: list[Chemsys] = []
     column_in_system = np.zeros((len(system_masks), len(element_symbols)), dtype=np.intp)
     for k, words in enumerate(system_masks.tolist()):
@@ -138,16 +137,18 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
         systems.append(tuple(element_symbols[e] for e in members))
         column_in_system[k, members] = np.arange(len(members))
     width = max(map(len, systems))
-    rows = np.repeat(np.arange(n_comps), counts)
-    columns = column_in_system[system_of[rows], element]
-    dense = np.bincount(rows * width + columns, weights=amounts, minlength=n_comps * width)
-    dense = dense.reshape(n_comps, width)
-    dense /= dense.sum(axis=1, keepdims=True)
-
-    # Small integer keys sort by radix sort, several times faster than int64 keys.
+    # Compositions sorted by system (small integer keys sort by radix sort, several times
+    # faster than int64 keys), then one dense fraction matrix in that order; several
+    # species of one element (oxidation states) add up in bincount.
     keys = system_of.astype(np.uint16) if len(systems) <= 2**16 else system_of
     order = np.argsort(keys, kind="stable")
-    dense = dense[order]
+    rank = np.empty(n_comps, dtype=np.intp)
+    rank[order] = np.arange(n_comps)
+    rows = np.repeat(np.arange(n_comps), counts)
+    cells = rank[rows] * width + column_in_system[system_of[rows], element]
+    item_fractions = amounts / np.add.reduceat(amounts, starts)[rows]
+    dense = np.bincount(cells, weights=item_fractions, minlength=n_comps * width)
+    dense = dense.reshape(n_comps, width)
     ends = np.cumsum(np.bincount(system_of, minlength=len(systems))).tolist()
     return {
         system: (order[start:end], dense[start:end, : len(system)])
