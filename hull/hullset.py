@@ -693,12 +693,14 @@ class HullSet:
         accepted; skipped (by reason); hits (decomposition energy <= threshold against
         the hull before the round) and hit_rate (hits / accepted); stable_vs_reference;
         on_hull (entries of the round on the current hull); by_n_elements ({n: {accepted,
-        hits, stable_vs_reference, on_hull}}); and cumulative_* versions of the counts.
+        hits, stable_vs_reference, on_hull}}); and cumulative_* versions of the counts,
+        cumulative_by_n_elements included.
         """
         records = [r for r in self.records(threshold) if r.round is not None]
         rounds = sorted({r.round for r in records} | set(self._skipped_by_round))
         out = []
         totals: Counter[str] = Counter()
+        totals_by_n: dict[int, Counter[str]] = defaultdict(Counter)
         for round_ in rounds:
             mine = [r for r in records if r.round == round_]
             skipped = dict(self._skipped_by_round.get(round_, {}))
@@ -719,6 +721,7 @@ class HullSet:
                     "stable_vs_reference": sum(r.stable_vs_reference for r in group),
                     "on_hull": sum(r.on_hull for r in group),
                 }
+                totals_by_n[n].update(by_n[n])
             out.append(
                 {
                     "round": round_,
@@ -728,6 +731,9 @@ class HullSet:
                     "by_n_elements": by_n,
                     **{f"cumulative_{k}": v for k, v in totals.items()},
                     "cumulative_hit_rate": _ratio(totals["hits"], totals["accepted"]),
+                    "cumulative_by_n_elements": {
+                        n: dict(totals_by_n[n]) for n in sorted(totals_by_n)
+                    },
                 }
             )
         return out

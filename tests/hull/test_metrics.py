@@ -68,6 +68,20 @@ def test_round_metrics_agree_with_records(make_entries) -> None:
         assert sum(v["on_hull"] for v in m["by_n_elements"].values()) == m["on_hull"]
     assert metrics[-1]["cumulative_accepted"] == len(compounds) - 30
     assert metrics[-1]["cumulative_on_hull"] == sum(r.on_hull for r in records if r.round)
+    for m in metrics:
+        so_far = [r for r in records if r.round and r.round <= m["round"]]
+        assert m["cumulative_by_n_elements"] == {
+            n: {
+                "accepted": sum(r.n_elements == n for r in so_far),
+                "hits": sum(r.hit for r in so_far if r.n_elements == n),
+                "stable_vs_reference": sum(
+                    r.stable_vs_reference for r in so_far if r.n_elements == n
+                ),
+                "on_hull": sum(r.on_hull for r in so_far if r.n_elements == n),
+            }
+            for n in sorted({r.n_elements for r in so_far})
+        }
+    assert set(metrics[-1]["cumulative_by_n_elements"]) == {2, 3}
     # Later rounds face a lower hull: hit rate against the previous hull cannot exceed
     # the share that is stable against the (higher) reference hull.
     for m in metrics:
