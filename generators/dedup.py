@@ -1,30 +1,30 @@
 """Deduplication at campaign scale: StructureMatcher's own groups, with most fits skipped.
 
-``Deduplicator.add`` gives, in a stream, exactly what ``StructureMatcher.group_structures``
-gives on a list: structures are bucketed by reduced composition (the only pre-grouping
-StructureMatcher itself does), and a new structure joins the earliest earlier group
-representative of its bucket that ``StructureMatcher.fit(representative, new)`` accepts.
-Representatives are reduced the way the matcher reduces them (Niggli, then primitive cell).
-
-A fit costs milliseconds, so three cheap tests decide which representatives are worth one:
+``Deduplicator.add`` gives, in a stream, what ``StructureMatcher.group_structures`` gives on a
+list: structures are bucketed by reduced composition (the only pre-grouping StructureMatcher
+itself does), and a new structure joins the earliest group representative of its bucket that
+``StructureMatcher.fit(representative, new)`` accepts, cells reduced as the matcher reduces
+them (Niggli, then primitive). A fit costs milliseconds, so cheap tests decide which
+representatives are worth one:
 
 1. *Identical copies* (same lattice, same species on the same fractional positions, in any
-   order) join the group of the earlier copy without a fit: fit is a function of the
-   structures, so a copy matches exactly the representatives its original matched.
-2. *Same skeleton* (same lattice and positions, other species: decorations of one parent,
-   as substitution and SAPS make them): the skeleton's own symmetry operations (spglib on the
-   unlabelled sites at ``symprec``) are turned into site permutations once per skeleton, and
-   only representatives whose decoration is an image of the new one under them are fitted.
-3. *Other skeletons*: only representatives whose pair fingerprint (per element pair, the
-   per-atom sum of Gaussians of distances in units of (V/N)^(1/3): invariant to rotation,
-   translation, supercells and uniform scaling) lies within ``fingerprint_tol`` (relative L1
-   distance) are fitted.
+   order) join the group of the earlier copy: fit is a function of the two structures.
+2. A *skeleton* is a lattice with its positions, species left out; decorations of one parent
+   (substitution, SAPS) share one. :func:`site_maps` lays one skeleton's sites onto another's
+   with the matcher's own search (lattices within ``ltol``/``angle_tol``, translations,
+   displacements within ``stol`` after removing the mean), once per pair of skeletons. A
+   representative on an equal-sized skeleton is worth a fit only when some map turns the new
+   decoration into it; when that map's largest displacement is below ``merge_below`` x
+   ``stol`` (well inside the matcher's tolerance) they are merged without one.
+3. Before maps between different skeletons are sought, the pair fingerprint (per element pair,
+   the per-atom sum of Gaussians of distances in units of (V/N)^(1/3): invariant to rotation,
+   translation, supercells and uniform scaling) must lie within ``fingerprint_tol`` (relative
+   L1); skeletons of different sizes (a parent and its supercell) are fitted bare, once per
+   pair, and only when those match are their decorations fitted.
 
-Tests 2 and 3 are filters in front of the matcher: a fit they skip is one they judge could not
-succeed; every merge is still a StructureMatcher fit. ``fingerprint_tol=None`` turns both off
-and fits against the whole bucket in order, as ``group_structures`` does. Lookups are dict
-accesses and work per structure depends on its own bucket only, so the cost per candidate
-does not grow with the number of structures already seen.
+``fingerprint_tol=None`` turns the tests off and fits against the whole bucket in order, as
+``group_structures`` does. Lookups are dict accesses and the work for a structure depends on
+its own bucket only, not on how many structures were seen.
 """
 
 from __future__ import annotations
@@ -46,7 +46,12 @@ _ROUND = 6  # decimals of lattice and fractional coordinates that identify copie
 
 
 class Deduplicator:
-    """Remembers structures by id and tells, for each new one, which earlier one it duplicates."""
+    """Remembers structures by id and tells, for each new one, which earlier one it duplicates.
+
+    ``matcher`` decides every merge (default ``StructureMatcher()``); ``fingerprint_tol``,
+    ``merge_below`` and ``max_fits`` (a cap on fits per structure, None for none) tune the
+    tests in front of it (module docstring).
+    """
 
     def __init__(
         self,
@@ -62,6 +67,7 @@ class Deduplicator:
         self._buckets: dict[tuple[tuple[int, int], ...], _Bucket] = {}
         self._skeletons: dict[bytes, _Skeleton] = {}
         self._skeleton_fits: dict[tuple[int, int], bool] = {}
+        self._site_maps: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.stats: Counter[str] = Counter()
 
     def __len__(self) -> int:
@@ -102,7 +108,7 @@ class Deduplicator:
         match = self._first_match(structure, numbers, skeleton, bucket)
         if match is None:
             skeleton.add(bucket, len(bucket.ids), numbers)
-            bucket.add_member(key_id, structure, skeleton)
+            bucket.add_member(key_id, structure, skeleton, numbers)
             self.stats["new"] += 1
         else:
             self.stats["duplicates"] += 1
@@ -118,10 +124,10 @@ class Deduplicator:
         if self.fingerprint_tol is None:
             worth = dict.fromkeys(range(len(bucket.ids)), np.inf)
         else:
-            worth = skeleton.images_of(bucket, numbers, self.matcher)
-            worth.update(
-                dict.fromkeys(self._near_fingerprints(structure, skeleton, bucket), np.inf)
-            )
+            worth = {}
+            if id(bucket) in skeleton.buckets:
+                worth = skeleton.images_of(bucket, numbers, self._maps(skeleton, skeleton))
+            worth.update(self._other_skeletons(structure, numbers, skeleton, bucket))
         reduced = None
         for fits, index in enumerate(sorted(worth)):
             if (
@@ -135,7 +141,7 @@ class Deduplicator:
             if reduced is None:
                 reduced = self._reduce(structure)
             self.stats["fits"] += 1
-            source = "fingerprint" if worth[index] == np.inf else "self_map"
+            source = "fingerprint" if worth[index] == np.inf else "site_map"
             if self.matcher.fit(
                 bucket.reduced(index, self), reduced, skip_structure_reduction=True
             ):
@@ -144,24 +150,54 @@ class Deduplicator:
             self.stats[f"{source}_fits_failed"] += 1
         return None
 
-    def _near_fingerprints(
-        self, structure: Structure, skeleton: _Skeleton, bucket: _Bucket
-    ) -> list[int]:
-        """Bucket members on other skeletons whose fingerprint is within the tolerance."""
-        others = [i for i, s in enumerate(bucket.skeletons) if s is not skeleton]
+    def _other_skeletons(
+        self, structure: Structure, numbers: np.ndarray, skeleton: _Skeleton, bucket: _Bucket
+    ) -> dict[int, float]:
+        """Members on other skeletons worth a fit, with the largest displacement of the best
+        site map relating them (inf when the cells differ in size and none was sought).
+
+        Members whose pair fingerprint is farther than the tolerance are left out; so are
+        members of an equal-sized skeleton that no site map turns into the new decoration,
+        and members of a skeleton whose bare sites do not match the new one's (a fit of two
+        decorations is also a fit of their bare sites).
+        """
+        others = [
+            index
+            for key, members in bucket.by_skeleton.items()
+            if key != id(skeleton)
+            for index in members
+        ]
         if not others:
-            return []
+            return {}
         fingerprint = pair_fingerprint(structure)
-        rows = np.array([bucket.fingerprint(i) for i in others])
+        rows = bucket.fingerprint_rows(others)
         distance = np.abs(rows - fingerprint).sum(axis=1)
         scale = (np.abs(rows).sum(axis=1) + np.abs(fingerprint).sum()) / 2 + 1e-12
-        near = [others[i] for i in np.flatnonzero(distance / scale <= self.fingerprint_tol)]
-        return [i for i in near if self._skeletons_match(bucket.skeletons[i], skeleton)]
+        worth: dict[int, float] = {}
+        for i in np.flatnonzero(distance / scale <= self.fingerprint_tol).tolist():
+            index = others[i]
+            earlier = bucket.skeletons[index]
+            if len(earlier.frac) == len(skeleton.frac):
+                permutations, displacements = self._maps(earlier, skeleton)
+                related = (numbers[permutations] == bucket.numbers[index]).all(axis=1)
+                if related.any():
+                    worth[index] = float(displacements[related].min())
+            elif self._skeletons_match(earlier, skeleton):
+                worth[index] = np.inf
+        return worth
+
+    def _maps(self, source: _Skeleton, target: _Skeleton) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`site_maps` from one skeleton onto another, computed once per pair."""
+        pair = (id(source), id(target))
+        if pair not in self._site_maps:
+            self.stats["site_map_searches"] += 1
+            self._site_maps[pair] = site_maps(
+                source.lattice, source.frac, target.lattice, target.frac, self.matcher
+            )
+        return self._site_maps[pair]
 
     def _skeletons_match(self, earlier: _Skeleton, later: _Skeleton) -> bool:
-        """Whether two skeletons match with every site the same element, fitted once per
-        pair: decorations of skeletons that do not match cannot match either (a fit of the
-        decorations is also a fit of the bare sites), so their fits are skipped."""
+        """Whether two skeletons match with every site the same element (fitted once)."""
         pair = (id(earlier), id(later))
         if pair not in self._skeleton_fits:
             self.stats["skeleton_fits"] += 1
@@ -215,10 +251,8 @@ class _Skeleton:
     def __init__(self, lattice: np.ndarray, frac: np.ndarray) -> None:
         self.lattice = lattice
         self.frac = frac
-        self.permutations: np.ndarray | None = None
-        self.displacements = np.empty(0)
         self.bare_cell: Structure | None = None
-        self.members: list[tuple[_Bucket, int, np.ndarray]] = []
+        self.buckets: set[int] = set()
         self.by_decoration: dict[tuple[int, bytes], list[int]] = {}
 
     def bare(self, dedup: Deduplicator) -> Structure:
@@ -231,21 +265,18 @@ class _Skeleton:
 
     def add(self, bucket: _Bucket, index: int, numbers: np.ndarray) -> None:
         """Record that bucket member ``index`` is the decoration ``numbers`` of this skeleton."""
-        self.members.append((bucket, index, numbers))
+        self.buckets.add(id(bucket))
         self.by_decoration.setdefault((id(bucket), numbers.tobytes()), []).append(index)
 
     def images_of(
-        self, bucket: _Bucket, numbers: np.ndarray, matcher: StructureMatcher
+        self, bucket: _Bucket, numbers: np.ndarray, maps: tuple[np.ndarray, np.ndarray]
     ) -> dict[int, float]:
-        """Bucket members whose decoration is an image of ``numbers`` under a self-map, each
-        with the smallest largest displacement (matcher units) of the maps relating them."""
-        if not any(member_bucket is bucket for member_bucket, _, _ in self.members):
-            return {}
-        if self.permutations is None:
-            self.permutations, self.displacements = self_maps(self.lattice, self.frac, matcher)
+        """Bucket members on this skeleton whose decoration a self-map turns into ``numbers``,
+        each with the smallest largest displacement (matcher units) of such maps."""
+        permutations, displacements = maps
         found: dict[int, float] = {}
-        images = numbers[self.permutations]
-        for image, displacement in zip(images, self.displacements.tolist(), strict=True):
+        images = numbers[permutations]
+        for image, displacement in zip(images, displacements.tolist(), strict=True):
             for index in self.by_decoration.get((id(bucket), image.tobytes()), ()):
                 found[index] = min(found.get(index, np.inf), displacement)
         return found
@@ -259,15 +290,20 @@ class _Bucket:
         self.structures: list[Structure] = []
         self.reduced_cells: list[Structure | None] = []
         self.skeletons: list[_Skeleton] = []
-        self.fingerprints: list[np.ndarray | None] = []
+        self.numbers: list[np.ndarray] = []
+        self.by_skeleton: dict[int, list[int]] = {}
+        self.fingerprints = np.empty((0, 0))  # rows filled on first use (NaN before)
         self.copies: dict[bytes, str] = {}
 
-    def add_member(self, key_id: str, structure: Structure, skeleton: _Skeleton) -> None:
+    def add_member(
+        self, key_id: str, structure: Structure, skeleton: _Skeleton, numbers: np.ndarray
+    ) -> None:
+        self.by_skeleton.setdefault(id(skeleton), []).append(len(self.ids))
+        self.numbers.append(numbers)
         self.ids.append(key_id)
         self.structures.append(structure)
         self.reduced_cells.append(None)
         self.skeletons.append(skeleton)
-        self.fingerprints.append(None)
 
     def reduced(self, index: int, dedup: Deduplicator) -> Structure:
         """Member ``index`` as the matcher's reduced cell (computed on first use, then kept)."""
@@ -275,53 +311,74 @@ class _Bucket:
             self.reduced_cells[index] = dedup._reduce(self.structures[index])
         return self.reduced_cells[index]
 
-    def fingerprint(self, index: int) -> np.ndarray:
-        """Member ``index``'s pair fingerprint (computed on first use, then kept)."""
-        if self.fingerprints[index] is None:
-            self.fingerprints[index] = pair_fingerprint(self.structures[index])
-        return self.fingerprints[index]
+    def fingerprint_rows(self, indices: list[int]) -> np.ndarray:
+        """Pair fingerprints of the given members, each computed on first use and kept."""
+        if len(self.fingerprints) < len(self.ids):
+            width = max(self.fingerprints.shape[1], 1)
+            grown = np.full((2 * len(self.ids), width), np.nan)
+            grown[: len(self.fingerprints), : self.fingerprints.shape[1]] = self.fingerprints
+            self.fingerprints = grown
+        chosen = np.asarray(indices)
+        for index in chosen[np.isnan(self.fingerprints[chosen, 0])].tolist():
+            fingerprint = pair_fingerprint(self.structures[index])
+            if self.fingerprints.shape[1] != len(fingerprint):  # the bucket's first one
+                self.fingerprints = np.full((len(self.fingerprints), len(fingerprint)), np.nan)
+            self.fingerprints[index] = fingerprint
+        return self.fingerprints[chosen]
 
 
-def self_maps(
-    lattice: np.ndarray, frac: np.ndarray, matcher: StructureMatcher
+def site_maps(
+    source_lattice: np.ndarray,
+    source_frac: np.ndarray,
+    target_lattice: np.ndarray,
+    target_frac: np.ndarray,
+    matcher: StructureMatcher,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Site permutations under which unlabelled sites match themselves as StructureMatcher
-    would match two structures, with each one's largest displacement in the matcher's units.
+    """Ways to lay equally many unlabelled source sites onto target sites as StructureMatcher
+    would: (permutations (n_maps, n_sites): source site i -> target site p[i], and each map's
+    largest displacement in the matcher's units (n_maps,)).
 
-    The same search as the matcher's, done once per skeleton: every lattice within its length
-    and angle tolerances, every translation taking a site onto site 0, nearest-site
-    assignment, mean displacement removed, normalised by (V/N)^(1/3). Maps up to 1.5 ``stol``
-    are kept (the margin only adds fits). Returns (permutations (n_maps, n_sites),
-    displacements (n_maps,)).
+    The same search as the matcher's: the source scaled to the target's volume, every source
+    lattice within its length and angle tolerances of the target's, every translation taking
+    a source site onto target site 0, nearest-site assignment, mean displacement removed,
+    normalised by (V/N)^(1/3). Maps up to 1.2 ``stol`` are kept: the margin only adds fits.
     """
-    n = len(frac)
-    own = Lattice(lattice)
-    cart = frac @ lattice
-    unit = (abs(np.linalg.det(lattice)) / n) ** (1 / 3)
-    permutations, displacements = [np.arange(n)], [0.0]
-    for mapped, _, _ in own.find_all_mappings(
-        own, ltol=matcher.ltol, atol=matcher.angle_tol, skip_rotation_matrix=True
+    n = len(target_frac)
+    volume = abs(np.linalg.det(target_lattice))
+    scaled = source_lattice * (volume / abs(np.linalg.det(source_lattice))) ** (1 / 3)
+    target = Lattice(target_lattice)
+    cart = source_frac @ scaled
+    unit = (volume / n) ** (1 / 3)
+    permutations, displacements = [], []
+    for mapped, _, _ in Lattice(scaled).find_all_mappings(
+        target, ltol=matcher.ltol, atol=matcher.angle_tol, skip_rotation_matrix=True
     ):
         # Distances in the lattice of averaged parameters, as the matcher measures them.
-        parameters = (np.array(mapped.parameters) + np.array(own.parameters)) / 2
+        parameters = (np.array(mapped.parameters) + np.array(target.parameters)) / 2
         average = Lattice.from_parameters(*parameters).matrix
         moved = cart @ np.linalg.inv(mapped.matrix)
-        # delta[t, i, j]: site i moved so that site t lands on site 0, minus site j
-        shifted = moved[None, :, :] - moved[:, None, :] + frac[0]
-        delta = shifted[:, :, None, :] - frac[None, None, :, :]
-        delta -= np.round(delta)
-        distance = np.linalg.norm(delta @ average, axis=-1)
-        target = distance.argmin(axis=2)
-        close = distance.min(axis=2).max(axis=1) <= 3 * matcher.stol * unit
-        for t in np.flatnonzero(close):
-            if len(set(target[t].tolist())) < n:
-                continue
-            offsets = delta[t, np.arange(n), target[t]] @ average
-            offsets -= offsets.mean(axis=0)
-            largest = np.linalg.norm(offsets, axis=1).max() / unit
-            if largest <= 1.5 * matcher.stol:
-                permutations.append(target[t])
-                displacements.append(largest)
+        # Translations in chunks that keep delta (chunk, n, n, 3) near 2 million numbers.
+        chunk = max(1, 2_000_000 // (3 * n * n))
+        for first in range(0, n, chunk):
+            # delta[t, i, j]: source site i moved so that source site first + t lands on
+            # target site 0, minus target site j
+            shifted = moved[None, :, :] - moved[first : first + chunk, None, :] + target_frac[0]
+            delta = shifted[:, :, None, :] - target_frac[None, None, :, :]
+            delta -= np.round(delta)
+            distance = np.linalg.norm(delta @ average, axis=-1)
+            nearest = distance.argmin(axis=2)
+            close = distance.min(axis=2).max(axis=1) <= 3 * matcher.stol * unit
+            for t in np.flatnonzero(close):
+                if len(set(nearest[t].tolist())) < n:
+                    continue
+                offsets = delta[t, np.arange(n), nearest[t]] @ average
+                offsets -= offsets.mean(axis=0)
+                largest = np.linalg.norm(offsets, axis=1).max() / unit
+                if largest <= 1.2 * matcher.stol:
+                    permutations.append(nearest[t])
+                    displacements.append(largest)
+    if not permutations:
+        return np.empty((0, n), dtype=int), np.empty(0)
     return np.array(permutations), np.array(displacements)
 
 

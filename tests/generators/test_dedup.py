@@ -132,3 +132,45 @@ def test_whole_bucket_matching_gives_the_same_result(perovskite):
     assert [windowed.add(s, str(i)) for i, s in enumerate(stream)] == [
         exhaustive.add(s, str(i)) for i, s in enumerate(stream)
     ]
+
+
+def test_decorations_of_two_cells_of_one_parent_group_as_group_structures():
+    # The same rocksalt cell twice, once shifted and strained by 2 %: two skeletons whose SAPS
+    # decorations pair up through site maps rather than fits.
+    rocksalt = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]
+    )
+    other = Structure(
+        Lattice.cubic(5.6 * 1.02), rocksalt.species, rocksalt.frac_coords + np.array([0.25, 0.1, 0])
+    )
+    structures = [
+        c.structure
+        for parent in (rocksalt, other)
+        for c in saps([parent], replacements={"Na": ["K"]}, max_per_parent=None)
+    ]
+    dedup = Deduplicator()
+    groups = StructureMatcher().group_structures(structures)
+    index = {id(s): i for i, s in enumerate(structures)}
+    assert _partition(dedup, structures) == {frozenset(index[id(s)] for s in g) for g in groups}
+    assert len(groups) == len(structures) // 2
+    assert dedup.stats["site_map_searches"] >= 1
+
+
+def test_site_maps_lay_a_shifted_copy_onto_its_original():
+    from hullhunter.generators.dedup import site_maps
+
+    rocksalt = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]
+    )
+    frac = rocksalt.frac_coords
+    shifted = (frac + np.array([0.5, 0, 0])) % 1.0  # Na sites onto Cl sites
+    permutations, displacements = site_maps(
+        rocksalt.lattice.matrix, frac, rocksalt.lattice.matrix, shifted, StructureMatcher()
+    )
+    numbers = np.array(rocksalt.atomic_numbers)
+    assert len(permutations) == 48 * 8  # point group x translations onto the 8 sites
+    assert np.allclose(displacements, 0, atol=1e-6)
+    images = numbers[permutations]
+    swapped = np.where(numbers == 11, 17, 11)  # the shifted cell's own decoration
+    assert any((image == swapped).all() for image in images)
+    assert any((image == numbers).all() for image in images)
