@@ -167,10 +167,10 @@ def build_hulls(
     rounded = np.round(fractions[below], COMPOSITION_DECIMALS)
     order = np.lexsort((rows[below], energies[below], *rounded.T, system_of[below]))
     below, rounded = below[order], rounded[order]
+    same_system = system_of[below[1:]] == system_of[below[:-1]]
+    same_composition = (rounded[1:] == rounded[:-1]).all(axis=1)
     first = np.ones(len(below), dtype=bool)
-    first[1:] = (system_of[below[1:]] != system_of[below[:-1]]) | (rounded[1:] != rounded[:-1]).any(
-        axis=1
-    )
+    first[1:] = ~(same_system & same_composition)
     kept = below[first]
 
     # Each system's points in pymatgen's order: compounds by id, then the references.
@@ -203,7 +203,8 @@ def build_hulls(
         if dim > 1:
             block = data[start + k : end + k + 1, :dim]
             simplices = ConvexHull(block, qhull_options="Qt i").simplices
-            lower.setdefault(dim, []).append(simplices[simplices.max(axis=1) < end - start] + start)
+            without_apex = simplices[simplices.max(axis=1) < end - start]
+            lower.setdefault(dim, []).append(without_apex + start)
 
     planes_of: dict[int, np.ndarray] = {}
     facets_of: dict[int, np.ndarray] = {}
@@ -212,9 +213,8 @@ def build_hulls(
         mats = np.ones((len(simplices), dim, dim))
         mats[..., :-1] = point_frac[simplices, 1:dim]
         facets = simplices[np.abs(np.linalg.det(mats)) > DEGENERATE_FACET_TOL]
-        planes_of[dim] = np.linalg.solve(point_frac[facets, :dim], point_e[facets][..., None])[
-            ..., 0
-        ]
+        solution = np.linalg.solve(point_frac[facets, :dim], point_e[facets][..., None])
+        planes_of[dim] = solution[..., 0]
         facets_of[dim] = facets
     facet_ends = {
         dim: np.cumsum(np.bincount(point_system[f[:, 0]], minlength=n_systems)).tolist()
