@@ -1,12 +1,15 @@
-"""Grouping many compositions by chemical system agrees with parsing them one by one."""
+"""Batch paths (grouping compositions, building many hulls) agree with one-at-a-time."""
 
 from __future__ import annotations
+
+from itertools import combinations
 
 import numpy as np
 import pytest
 from pymatgen.core import Composition, Element, Species
 
-from hullhunter.hull import HullSet, parse_composition
+from hullhunter.hull import HullSet, build_hull, parse_composition
+from hullhunter.hull.convex import build_hulls
 from hullhunter.hull.hullset import group_compositions
 
 # 83 elements: more than one 64-bit word of system mask.
@@ -75,3 +78,52 @@ def test_decomposition_energy_accepts_formulas_and_dicts(make_entry) -> None:
     mixed = hull_set.decomposition_energy(["Li4O2", {"Li": 1, "O": 1}, {"O": 3, "Li": 1}], energies)
     np.testing.assert_array_equal(mixed, as_objects)
     assert as_objects[0] == pytest.approx(0.1)
+
+
+def test_batched_hull_build_equals_one_system_at_a_time(make_entries) -> None:
+    entries = make_entries(4, 160, seed=5)
+    parsed = [parse_composition(e.composition) for e in entries]
+    energies = np.array([e.energy_per_atom for e in entries])
+    elements = sorted({el for system, _ in parsed for el in system})
+    systems = [s for k in range(1, 5) for s in combinations(elements, k)]
+
+    batch_system, batch_rows, batch_fractions, singles = [], [], [], []
+    for k, system in enumerate(systems):
+        rows = [i for i, (s, _) in enumerate(parsed) if set(s) <= set(system)]
+        fractions = np.zeros((len(rows), len(system)))
+        for j, row in enumerate(rows):
+            s, frac = parsed[row]
+            fractions[j, [system.index(el) for el in s]] = frac
+        singles.append(build_hull(system, rows, fractions, energies[rows]))
+        padded = np.zeros((len(rows), 4))
+        padded[:, : len(system)] = fractions
+        batch_system += [k] * len(rows)
+        batch_rows += rows
+        batch_fractions.append(padded)
+    batch = build_hulls(
+        systems,
+        np.array(batch_system),
+        np.array(batch_rows),
+        np.vstack(batch_fractions),
+        energies[batch_rows],
+    )
+
+    rng = np.random.default_rng(0)
+    for system, single, batched in zip(systems, singles, batch, strict=True):
+        assert batched.elements == system
+        assert batched.vertex_rows == single.vertex_rows
+        np.testing.assert_array_equal(batched.point_rows, single.point_rows)
+        probes = rng.dirichlet(np.ones(len(system)), 50)
+        np.testing.assert_allclose(batched.energy(probes), single.energy(probes), atol=1e-12)
+    assert len(batch[-1].vertex_rows) > 4  # the quaternary hull has compounds on it
+
+
+def test_batched_hull_build_names_a_missing_reference() -> None:
+    with pytest.raises(ValueError, match="missing elemental reference for O"):
+        build_hulls(
+            [("Li",), ("Li", "O")],
+            np.array([0, 1, 1]),
+            np.array([0, 1, 2]),
+            np.array([[1.0, 0.0], [1.0, 0.0], [0.5, 0.5]]),
+            np.array([-1.9, -1.9, -3.0]),
+        )
