@@ -110,3 +110,54 @@ def test_random_structures_bad_input():
         list(random_structures("Li15Si4", n=1, max_atoms=10))
     with pytest.raises(ValueError):
         list(random_structures("LiXx", n=1))
+
+
+def _closest_pair_ratio(structure, factor):
+    """Smallest distance / (factor x summed covalent radii) over all pairs (periodic)."""
+    from ase.data import covalent_radii
+
+    radii = factor * covalent_radii[np.array(structure.atomic_numbers)]
+    distances = structure.distance_matrix + np.eye(len(structure)) * 1e9
+    return (distances / (radii[:, None] + radii[None, :])).min()
+
+
+def test_soft_sphere_relax_pushes_overlapping_atoms_apart():
+    from hullhunter.generators.random_search import soft_sphere_relax
+
+    crowded = Structure(
+        Lattice.cubic(4.0),
+        ["Si", "Si", "O", "O"],
+        [[0, 0, 0], [0.08, 0, 0], [0.5] * 3, [0.5, 0.55, 0.5]],
+    )
+    assert _closest_pair_ratio(crowded, 0.8) < 0.3
+    relaxed = soft_sphere_relax(crowded, factor=0.8)
+    assert _closest_pair_ratio(relaxed, 0.8) > 0.98
+    assert relaxed.lattice == crowded.lattice and relaxed.composition == crowded.composition
+    assert _closest_pair_ratio(crowded, 0.8) < 0.3  # input untouched
+    spread = Structure(Lattice.cubic(6.0), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+    assert np.allclose(soft_sphere_relax(spread).frac_coords, spread.frac_coords)
+
+
+def test_random_structures_pre_relaxed():
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from hullhunter.generators.random_search import SoftSphere
+
+    def overlap_energy(structure):
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        atoms.calc = SoftSphere(0.8)
+        return atoms.get_potential_energy()
+
+    kwargs = {"n": 4, "seed": 1, "volume_factor": 0.7}
+    raw = list(random_structures("Li2O", **kwargs))
+    relaxed = list(random_structures("Li2O", pre_relax=True, **kwargs))
+    assert [c.params["draw_seed"] for c in raw] == [c.params["draw_seed"] for c in relaxed]
+    energies = [
+        (overlap_energy(a.structure), overlap_energy(b.structure))
+        for a, b in zip(raw, relaxed, strict=True)
+    ]
+    assert any(before > 1e-3 for before, _ in energies)  # the dense draws do overlap
+    for (before, after), a, b in zip(energies, raw, relaxed, strict=True):
+        assert b.params["pre_relaxed"] is True and a.params["pre_relaxed"] is False
+        assert after <= before + 1e-9
+        assert _closest_pair_ratio(b.structure, 0.8) >= _closest_pair_ratio(a.structure, 0.8) - 1e-6
