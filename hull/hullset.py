@@ -68,7 +68,7 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
 
     The fast path for scoring 10^5-10^6 candidates. Python touches each composition only
     through C-level iterators (its species-amount dict, the ids of its species and its
-    amounts), about 0.4 us per composition; ``parse_composition`` or pymatgen's
+    amounts), about 0.5 us per composition; ``parse_composition`` or pymatgen's
     ``fractional_composition``/``chemical_system`` cost several microseconds each. The
     rest is array work: species ids are mapped to element columns, each composition's
     elements become a bit mask (its chemical system), and the fraction matrix of each
