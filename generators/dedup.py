@@ -349,34 +349,58 @@ def site_maps(
     target = Lattice(target_lattice)
     cart = source_frac @ scaled
     unit = (volume / n) ** (1 / 3)
+    mappings = [
+        mapped
+        for mapped, _, _ in Lattice(scaled).find_all_mappings(
+            target, ltol=matcher.ltol, atol=matcher.angle_tol, skip_rotation_matrix=True
+        )
+    ]
+    if not mappings:
+        return np.empty((0, n), dtype=int), np.empty(0)
+    # Distances are measured in the lattice of averaged parameters, as the matcher does.
+    averages = np.array(
+        [
+            Lattice.from_parameters(
+                *((np.array(mapped.parameters) + np.array(target.parameters)) / 2)
+            ).matrix
+            for mapped in mappings
+        ]
+    )
+    # float32 halves the memory traffic; tolerances are far above its precision.
+    moved = cart[None] @ np.linalg.inv(np.array([mapped.matrix for mapped in mappings]))
+    moved, averages = moved.astype(np.float32), averages.astype(np.float32)
+    target_frac = target_frac.astype(np.float32)
+    anchors = target_frac[0] - moved  # (mapping, t): translation taking source t onto target 0
+    reach = 3 * matcher.stol * unit
+    # A few probe sites first: most (mapping, translation) pairs leave one of them far away.
+    probe = moved[:, None, :4, None, :] + anchors[:, :, None, None, :] - target_frac
+    probe -= np.round(probe)
+    probe = probe @ averages[:, None, None]
+    probe_squared = np.einsum("...k,...k->...", probe, probe)
+    pairs = np.argwhere(probe_squared.min(axis=3).max(axis=2) <= reach**2)
     permutations, displacements = [], []
-    for mapped, _, _ in Lattice(scaled).find_all_mappings(
-        target, ltol=matcher.ltol, atol=matcher.angle_tol, skip_rotation_matrix=True
-    ):
-        # Distances in the lattice of averaged parameters, as the matcher measures them.
-        parameters = (np.array(mapped.parameters) + np.array(target.parameters)) / 2
-        average = Lattice.from_parameters(*parameters).matrix
-        moved = cart @ np.linalg.inv(mapped.matrix)
-        # Translations in chunks that keep delta (chunk, n, n, 3) near 2 million numbers.
-        chunk = max(1, 2_000_000 // (3 * n * n))
-        for first in range(0, n, chunk):
-            # delta[t, i, j]: source site i moved so that source site first + t lands on
-            # target site 0, minus target site j
-            shifted = moved[None, :, :] - moved[first : first + chunk, None, :] + target_frac[0]
-            delta = shifted[:, :, None, :] - target_frac[None, None, :, :]
-            delta -= np.round(delta)
-            distance = np.linalg.norm(delta @ average, axis=-1)
-            nearest = distance.argmin(axis=2)
-            close = distance.min(axis=2).max(axis=1) <= 3 * matcher.stol * unit
-            for t in np.flatnonzero(close):
-                if len(set(nearest[t].tolist())) < n:
-                    continue
-                offsets = delta[t, np.arange(n), nearest[t]] @ average
-                offsets -= offsets.mean(axis=0)
-                largest = np.linalg.norm(offsets, axis=1).max() / unit
-                if largest <= 1.2 * matcher.stol:
-                    permutations.append(nearest[t])
-                    displacements.append(largest)
+    # The survivors in chunks that keep delta (chunk, n, n, 3) near 2 million numbers.
+    chunk = max(1, 2_000_000 // (3 * n * n))
+    for first in range(0, len(pairs), chunk):
+        mapping, anchor = pairs[first : first + chunk].T
+        # delta[p, i, j]: source site i moved by pair p's mapping and translation, minus
+        # target site j
+        shifted = moved[mapping] + anchors[mapping, anchor][:, None, :]
+        delta = shifted[:, :, None, :] - target_frac[None, None, :, :]
+        delta -= np.round(delta)
+        cartesian = delta @ averages[mapping][:, None]
+        squared = np.einsum("...k,...k->...", cartesian, cartesian)
+        nearest = squared.argmin(axis=2)
+        # Keep translations whose nearest-site assignment is a bijection within reach.
+        valid = (np.sort(nearest, axis=1) == np.arange(n)).all(axis=1)
+        valid &= squared.min(axis=2).max(axis=1) <= reach**2
+        chosen = np.flatnonzero(valid)
+        offsets = cartesian[chosen[:, None], np.arange(n)[None, :], nearest[chosen]]
+        offsets -= offsets.mean(axis=1, keepdims=True)
+        largest = np.linalg.norm(offsets, axis=2).max(axis=1) / unit
+        keep = largest <= 1.2 * matcher.stol
+        permutations.extend(nearest[chosen[keep]])
+        displacements.extend(largest[keep].tolist())
     if not permutations:
         return np.empty((0, n), dtype=int), np.empty(0)
     return np.array(permutations), np.array(displacements)
