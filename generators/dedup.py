@@ -90,7 +90,7 @@ class Deduplicator:
         Returns the id of the earlier structure it duplicates (its group's first member), or
         None when it is new.
         """
-        numbers = np.array(structure.atomic_numbers)
+        numbers = _atomic_numbers(structure)
         lattice = np.round(structure.lattice.matrix, _ROUND)
         frac = np.round(structure.frac_coords % 1.0, _ROUND) % 1.0
         order = np.lexsort(frac.T[::-1])
@@ -234,6 +234,14 @@ class Deduplicator:
                 yield candidate
 
 
+def _atomic_numbers(structure: Structure) -> np.ndarray:
+    """Atomic number per site; ``Structure.atomic_numbers`` is several times slower."""
+    species = [site.species for site in structure]
+    if any(len(composition) != 1 for composition in species):
+        raise ValueError("Deduplicator takes ordered structures: order or drop partial occupancies")
+    return np.array([next(iter(composition)).Z for composition in species])
+
+
 def _composition_key(numbers: np.ndarray) -> tuple[tuple[int, int], ...]:
     """Reduced composition as sorted (Z, amount) pairs: cheaper than a pymatgen formula."""
     elements, counts = np.unique(numbers, return_counts=True)
@@ -357,17 +365,12 @@ def site_maps(
     ]
     if not mappings:
         return np.empty((0, n), dtype=int), np.empty(0)
-    # Distances are measured in the lattice of averaged parameters, as the matcher does.
-    averages = np.array(
-        [
-            Lattice.from_parameters(
-                *((np.array(mapped.parameters) + np.array(target.parameters)) / 2)
-            ).matrix
-            for mapped in mappings
-        ]
+    matrices = np.array([mapped.matrix for mapped in mappings])
+    averages = _lattice_from_parameters(
+        (_lattice_parameters(matrices) + _lattice_parameters(target_lattice[None])) / 2
     )
     # float32 halves the memory traffic; tolerances are far above its precision.
-    moved = cart[None] @ np.linalg.inv(np.array([mapped.matrix for mapped in mappings]))
+    moved = cart[None] @ np.linalg.inv(matrices)
     moved, averages = moved.astype(np.float32), averages.astype(np.float32)
     target_frac = target_frac.astype(np.float32)
     anchors = target_frac[0] - moved  # (mapping, t): translation taking source t onto target 0
@@ -404,6 +407,35 @@ def site_maps(
     if not permutations:
         return np.empty((0, n), dtype=int), np.empty(0)
     return np.array(permutations), np.array(displacements)
+
+
+def _lattice_parameters(matrices: np.ndarray) -> np.ndarray:
+    """(a, b, c, cos alpha, cos beta, cos gamma) of each lattice in a (m, 3, 3) stack."""
+    lengths = np.linalg.norm(matrices, axis=2)
+    a, b, c = matrices[:, 0], matrices[:, 1], matrices[:, 2]
+    cosines = [
+        (b * c).sum(axis=1) / (lengths[:, 1] * lengths[:, 2]),
+        (a * c).sum(axis=1) / (lengths[:, 0] * lengths[:, 2]),
+        (a * b).sum(axis=1) / (lengths[:, 0] * lengths[:, 1]),
+    ]
+    return np.column_stack([lengths, np.degrees(np.arccos(np.clip(cosines, -1, 1))).T])
+
+
+def _lattice_from_parameters(parameters: np.ndarray) -> np.ndarray:
+    """Lattice matrices (m, 3, 3) from rows (a, b, c, alpha, beta, gamma) in degrees: the
+    matcher's average lattice (``Lattice.from_parameters``) for a stack, in any orientation."""
+    a, b, c = parameters[:, 0], parameters[:, 1], parameters[:, 2]
+    cos_alpha, cos_beta, cos_gamma = np.cos(np.radians(parameters[:, 3:])).T
+    sin_gamma = np.sqrt(1 - cos_gamma**2)
+    y = (cos_alpha - cos_beta * cos_gamma) / sin_gamma
+    z = np.sqrt(np.clip(1 - cos_beta**2 - y**2, 0, None))
+    zero = np.zeros_like(a)
+    rows = [
+        np.column_stack([a, zero, zero]),
+        np.column_stack([b * cos_gamma, b * sin_gamma, zero]),
+        np.column_stack([c * cos_beta, c * y, c * z]),
+    ]
+    return np.stack(rows, axis=1)
 
 
 def pair_fingerprint(structure: Structure) -> np.ndarray:

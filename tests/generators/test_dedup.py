@@ -174,3 +174,11 @@ def test_site_maps_lay_a_shifted_copy_onto_its_original():
     swapped = np.where(numbers == 11, 17, 11)  # the shifted cell's own decoration
     assert any((image == swapped).all() for image in images)
     assert any((image == numbers).all() for image in images)
+
+
+def test_disordered_structure_is_a_clear_error():
+    disordered = Structure(
+        Lattice.cubic(4.0), [{"Na": 0.5, "K": 0.5}, "Cl"], [[0, 0, 0], [0.5] * 3]
+    )
+    with pytest.raises(ValueError, match="ordered structures"):
+        Deduplicator().add(disordered, "x")
