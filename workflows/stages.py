@@ -189,9 +189,13 @@ def _compositional_candidates(name: str, config: CampaignConfig) -> Iterator[gen
 
 
 def _dedup_key(dedup: generators.Deduplicator, structure: Structure) -> str:
-    """The deduplicator's bucket as a string that MongoDB indexes."""
-    (formula, spacegroup, orbits), _ = dedup.key(structure)
-    return f"{formula}:{spacegroup}:{hashlib.sha1(repr(orbits).encode()).hexdigest()[:12]}"
+    """The deduplicator's bucket (the reduced formula) as a string that MongoDB indexes.
+
+    Only candidates with the same key can duplicate each other, so each round loads just
+    the earlier candidates of the formulas it generated.
+    """
+    (formula, _, _), _ = dedup.key(structure)
+    return formula
 
 
 def _store_new_candidates(
