@@ -7,7 +7,10 @@ Both are trained on MPtrj, whose energies are MP2020-corrected: they are never c
 CHGNet relaxations run in lockstep batches: each structure keeps its own ASE optimiser, and
 every optimiser step evaluates CHGNet once for all structures still relaxing, so the per-call
 overhead is paid once per step for the whole batch. Converged structures leave the batch and
-waiting ones take their place.
+waiting ones take their place. Measured on a 2-core CPU (per structure and evaluation, alone
+vs in a batch of 32): with one torch thread batching gains nothing (4-8 atoms 16.1 vs 15.4 ms,
+17-40 atoms 57 vs 62 ms); with two threads it pays for small cells (4-8 atoms 15.0 vs 9.9 ms,
+17-40 atoms 49 vs 44 ms). Most of the gain over a job per structure is the start-up saved.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -345,12 +348,10 @@ class ForceFieldOracle(Oracle):
             return ServedCalculator(self.evaluator)
         return load_sevennet(self.model, self.device)
 
-    @property
+    @cached_property
     def evaluator(self) -> CHGNetEvaluator:
-        """The batch evaluator around the shared CHGNet model."""
-        if not hasattr(self, "_evaluator"):
-            self._evaluator = CHGNetEvaluator(load_chgnet(self.model, self.device))
-        return self._evaluator
+        """The batch evaluator around the shared CHGNet model (loaded on first use)."""
+        return CHGNetEvaluator(load_chgnet(self.model, self.device))
 
     def relax_one(self, structure: Structure, candidate_id: str) -> OracleResult:
         relaxation = self._start(structure, candidate_id)
