@@ -294,6 +294,7 @@ def _choose(
     ensemble = latest_model(name, "structural")
     if ensemble is None:
         raise ValueError(f"campaign '{name}' has no trained model: the seed round must finish")
+    ensemble.config.torch_threads = get_settings().torch_threads  # this worker's setting
     structures = [c.get_structure() for c in structural]
     prediction = ensemble.predict(structures, tta=config.screening.tta, progress=False)
     decomposition = build_hull(name).decomposition_energy(
@@ -411,6 +412,7 @@ def oracle_settings(config: CampaignConfig, name: str, round_number: int) -> dic
         "fmax": config.oracle.fmax,
         "max_steps": config.oracle.max_steps,
         "device": settings.device,
+        "threads": settings.torch_threads,
     }
 
 
@@ -614,6 +616,7 @@ def model_config(config: CampaignConfig) -> models.GNoMEConfig:
         "epochs": config.model.epochs,
         "seed": config.model.seed,
         "device": get_settings().device,
+        "torch_threads": get_settings().torch_threads,
     }
     if config.model.preset == "small":
         return models.GNoMEConfig.small(**overrides)

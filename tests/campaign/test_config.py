@@ -77,3 +77,15 @@ def test_vasp_campaign_settings_reach_the_oracle(hh_settings):
     assert vasp.maker == "double_relax"
     assert vasp.user_incar_settings == {"ENCUT": 600}
     assert vasp.root_dir == hh_settings.runs_dir.resolve() / "tiny" / "round-2"
+
+
+def test_worker_thread_setting_reaches_oracle_and_models(hh_settings, monkeypatch):
+    from hullhunter.settings import get_settings
+    from hullhunter.workflows.oracles import get_oracle
+    from hullhunter.workflows.stages import model_config, oracle_settings
+
+    monkeypatch.setenv("HULLHUNTER_TORCH_THREADS", "1")
+    get_settings.cache_clear()
+    config = parse_config(MINIMAL)
+    assert get_oracle("chgnet", **oracle_settings(config, "tiny", 1)).threads == 1
+    assert model_config(config).torch_threads == 1
