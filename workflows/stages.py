@@ -28,6 +28,7 @@ from pymongo import UpdateOne
 from hullhunter import generators, models
 from hullhunter.campaign_config import CampaignConfig
 from hullhunter.documents import (
+    CALCULATION_STATES,
     Calculation,
     Campaign,
     Candidate,
@@ -370,11 +371,15 @@ def relax(name: str, round_number: int, candidate_ids: list[str]) -> dict[str, i
     """
     _, config = load_campaign(name)
     oracle_name = config.oracle.name
-    done = set(
-        Calculation.objects(
-            campaign=name, oracle=oracle_name, candidate_id__in=candidate_ids
-        ).distinct("candidate_id")
-    )
+    finished = Calculation.objects(
+        campaign=name, oracle=oracle_name, candidate_id__in=candidate_ids
+    ).only("candidate_id", "state")
+    done = {calc.candidate_id: calc.state for calc in finished}
+    for state in CALCULATION_STATES:  # a worker killed between the two writes left "relaxing"
+        Candidate.objects(
+            candidate_id__in=sorted(i for i, s in done.items() if s == state),
+            status__ne=_candidate_status(state),
+        ).update(set__status=_candidate_status(state))
     todo = [
         c
         for c in Candidate.objects(candidate_id__in=candidate_ids).order_by("candidate_id")
@@ -449,7 +454,10 @@ def save_calculation(name: str, round_number: int, result: OracleResult) -> None
         set__n_frames=0,
         set__created_at=datetime.now(UTC),
     )
-    if result.frames:
+    Candidate.objects(candidate_id=result.candidate_id).update_one(
+        set__status=_candidate_status(state)
+    )
+    if result.frames:  # last: a worker killed here loses only the frames, never the result
         saved = calculation.get()
         saved.trajectory.put(
             frames_to_bytes(result.frames),
@@ -458,9 +466,10 @@ def save_calculation(name: str, round_number: int, result: OracleResult) -> None
         )
         saved.n_frames = len(result.frames)
         saved.save()
-    Candidate.objects(candidate_id=result.candidate_id).update_one(
-        set__status="failed" if state == "failed" else "relaxed"
-    )
+
+
+def _candidate_status(calculation_state: str) -> str:
+    return "failed" if calculation_state == "failed" else "relaxed"
 
 
 def _finite_or_none(value: float | None) -> float | None:

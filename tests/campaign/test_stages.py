@@ -74,7 +74,10 @@ def test_seed_round_then_compositional_candidates(database, monkeypatch):
     assert stages.generate("comp", 0) == {"duplicates": 5}
     seeds = stages.screen("comp", 0)
     assert stages.relax("comp", 0, seeds)["completed"] == 5
+    # a worker killed between saving a calculation and its candidate's status: a rerun repairs
+    Candidate.objects(candidate_id=seeds[0]).update_one(set__status="relaxing")
     assert stages.relax("comp", 0, seeds) == {"skipped_finished": 5}
+    assert Candidate.objects.get(candidate_id=seeds[0]).status == "relaxed"
     for calc in Calculation.objects(campaign="comp"):
         frames = calc.get_frames()  # every relaxation step, from GridFS
         assert calc.n_frames == len(frames) == calc.n_steps + 1
