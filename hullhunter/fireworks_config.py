@@ -109,7 +109,14 @@ def write_config(
     }
     contents = {
         "launchpad": launchpad_config(uri, settings),
-        "fw_config": {"CONFIG_FILE_DIR": str(folder), "ECHO_TEST": "hullhunter"},
+        # A worker killed (walltime, node loss) while it holds a workflow's lock would freeze
+        # that workflow for good; with KILL, the next worker takes an expired lock over.
+        "fw_config": {
+            "CONFIG_FILE_DIR": str(folder),
+            "ECHO_TEST": "hullhunter",
+            "WFLOCK_EXPIRATION_SECS": 300,
+            "WFLOCK_EXPIRATION_KILL": True,
+        },
         "jobflow": jobflow_config(uri, settings),
     }
     for role, data in contents.items():
