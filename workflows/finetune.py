@@ -43,6 +43,7 @@ from hullhunter.workflows.oracles.trajectory import (
     Frame,
     frame_from_atoms,
 )
+from hullhunter.workflows.stages import next_model_version
 
 # Layers frozen for fine-tuning, as in chgnet's fine-tuning example: the embeddings, basis
 # expansions, the first three atom convolutions and all bond/angle updates stay pretrained;
@@ -395,8 +396,7 @@ def finetune_campaign(
             "an oracle that records frames first"
         )
     result, report = finetune_on_trajectories(trajectories, n_frames=n_frames, **settings)
-    last = ModelVersion.objects(campaign=campaign, kind="potential").order_by("-version").first()
-    version = (last.version + 1) if last else 1
+    version = next_model_version(campaign, "potential")
     buffer = io.BytesIO()
     torch.save({"model": result.model.as_dict()}, buffer)
     buffer.seek(0)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mongoengine import GridFSProxy
 from pymatgen.core import Composition, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 from pymongo import UpdateOne
@@ -28,7 +29,6 @@ from pymongo import UpdateOne
 from hullhunter import generators, models
 from hullhunter.campaign_config import CampaignConfig
 from hullhunter.documents import (
-    CALCULATION_STATES,
     Calculation,
     Campaign,
     Candidate,
@@ -375,11 +375,13 @@ def relax(name: str, round_number: int, candidate_ids: list[str]) -> dict[str, i
         campaign=name, oracle=oracle_name, candidate_id__in=candidate_ids
     ).only("candidate_id", "state")
     done = {calc.candidate_id: calc.state for calc in finished}
-    for state in CALCULATION_STATES:  # a worker killed between the two writes left "relaxing"
-        Candidate.objects(
-            candidate_id__in=sorted(i for i, s in done.items() if s == state),
-            status__ne=_candidate_status(state),
-        ).update(set__status=_candidate_status(state))
+    by_status: dict[str, list[str]] = {}
+    for identifier, state in done.items():
+        by_status.setdefault(_candidate_status(state), []).append(identifier)
+    for status, identifiers in by_status.items():  # a worker killed between two writes
+        Candidate.objects(candidate_id__in=identifiers, status__ne=status).update(
+            set__status=status
+        )
     todo = [
         c
         for c in Candidate.objects(candidate_id__in=candidate_ids).order_by("candidate_id")
@@ -458,14 +460,15 @@ def save_calculation(name: str, round_number: int, result: OracleResult) -> None
         set__status=_candidate_status(state)
     )
     if result.frames:  # last: a worker killed here loses only the frames, never the result
-        saved = calculation.get()
-        saved.trajectory.put(
+        trajectory = GridFSProxy(collection_name="trajectories")
+        trajectory.put(
             frames_to_bytes(result.frames),
             content_type="application/x-npz",
             filename=f"{name}-{result.candidate_id}-{result.oracle}",
         )
-        saved.n_frames = len(result.frames)
-        saved.save()
+        calculation.update_one(
+            __raw__={"$set": {"trajectory": trajectory.grid_id, "n_frames": len(result.frames)}}
+        )
 
 
 def _candidate_status(calculation_state: str) -> str:
@@ -672,8 +675,7 @@ def retrain(name: str, round_number: int) -> dict[str, Any]:
 def _save_model(name: str, round_number: int, ensemble, metrics: dict, n_train: int) -> int:
     """Store an ensemble's checkpoint files in GridFS as the next ModelVersion."""
     kind = ensemble.kind
-    last = ModelVersion.objects(campaign=name, kind=kind).order_by("-version").first()
-    version = (last.version + 1) if last else 1
+    version = next_model_version(name, kind)
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as folder:
         path = ensemble.save(Path(folder) / "model.pt")
@@ -693,6 +695,12 @@ def _save_model(name: str, round_number: int, ensemble, metrics: dict, n_train: 
     doc.weights.put(buffer, content_type="application/gzip", filename=f"{name}-{kind}-{version}")
     doc.save()
     return version
+
+
+def next_model_version(name: str, kind: str) -> int:
+    """The version number the campaign's next model of ``kind`` gets (1 for the first)."""
+    last = ModelVersion.objects(campaign=name, kind=kind).order_by("-version").first()
+    return (last.version + 1) if last else 1
 
 
 def latest_model(name: str, kind: str):

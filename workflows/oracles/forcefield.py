@@ -33,14 +33,14 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE
 from ase.optimize.optimize import Optimizer
 from ase.stress import full_3x3_to_voigt_6_stress
-from pymatgen.core import Element, Lattice, Structure
+from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
 from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
 from hullhunter.workflows.oracles.result import OracleResult, check_ids, structure_problem
-from hullhunter.workflows.oracles.trajectory import Frame, frame_from_atoms
+from hullhunter.workflows.oracles.trajectory import Frame, atoms_to_structure, frame_from_atoms
 
 if TYPE_CHECKING:
     from chgnet.model import CHGNet
@@ -79,13 +79,6 @@ def load_sevennet(model: str | None, device: str) -> Calculator:
     except ImportError as exc:
         raise ImportError(SEVENNET_INSTALL_HINT) from exc
     return SevenNetCalculator(model or DEFAULT_MODELS["sevennet"], device=device)
-
-
-def atoms_to_structure(atoms: Atoms) -> Structure:
-    """A plain pymatgen structure of the atoms (no site properties)."""
-    return Structure(
-        Lattice(atoms.cell.array), atoms.numbers, atoms.positions, coords_are_cartesian=True
-    )
 
 
 class CHGNetEvaluator:

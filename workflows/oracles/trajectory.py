@@ -14,12 +14,10 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from ase import units
+from ase import Atoms, units
 from pymatgen.core import Lattice, Structure
-from pymatgen.io.ase import AseAtomsAdaptor
 
 
 @dataclass
@@ -42,19 +40,25 @@ class Frame:
         return self.structure.composition.reduced_formula
 
 
-def frame_from_atoms(atoms: Any, trajectory_id: str, step: int) -> Frame:
+def atoms_to_structure(atoms: Atoms) -> Structure:
+    """A plain pymatgen structure of the atoms (no site properties)."""
+    return Structure(
+        Lattice(atoms.cell.array), atoms.numbers, atoms.positions, coords_are_cartesian=True
+    )
+
+
+def frame_from_atoms(atoms: Atoms, trajectory_id: str, step: int) -> Frame:
     """The frame of an ASE ``Atoms`` whose calculator has just evaluated it.
 
     Raises ``FloatingPointError`` on non-finite labels, which must never become training data.
     """
-    structure = AseAtomsAdaptor.get_structure(atoms)
-    clean = Structure(structure.lattice, structure.species, structure.frac_coords)
+    structure = atoms_to_structure(atoms)
     energy = float(atoms.get_potential_energy())
     forces = np.array(atoms.get_forces(), dtype=float)
     stress = np.array(atoms.get_stress(voigt=False), dtype=float) / units.GPa
     if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
         raise FloatingPointError(f"{trajectory_id} step {step}: non-finite labels")
-    return Frame(clean, energy / len(atoms), forces, stress, trajectory_id, step)
+    return Frame(structure, energy / len(atoms), forces, stress, trajectory_id, step)
 
 
 def frames_to_bytes(frames: Sequence[Frame]) -> bytes:
