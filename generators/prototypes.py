@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 from pymatgen.core import Composition, Element, Lattice
 
 from hullhunter.generators.candidate import Candidate
@@ -23,6 +24,7 @@ from hullhunter.generators.common import (
     validate_elements,
 )
 from hullhunter.generators.compositions import is_relaxed_charge_balanced
+from hullhunter.generators.registry import GenerationContext, GeneratorSettings, register_generator
 
 
 def aflow_prototypes() -> list[Any]:
@@ -45,7 +47,7 @@ def decorate_prototypes(
     prototypes: Iterable[Any] | None,
     allowed_elements: Iterable[str],
     known_formulas: Iterable[str] = (),
-    charge_balanced: bool = True,
+    charge_balance: bool = True,
     max_interpolated: int = 2,
     scale_volume: bool = True,
     limit: int | None = None,
@@ -54,7 +56,7 @@ def decorate_prototypes(
     """Every prototype decorated with each injective assignment of allowed elements.
 
     ``prototypes`` are Seeds, Structures or (id, Structure) pairs; None means the AFLOW library.
-    ``charge_balanced`` keeps compositions that pass the relaxed oxidation-state rule.
+    ``charge_balance`` keeps compositions that pass the relaxed oxidation-state rule.
     """
     allowed = sorted(validate_elements(allowed_elements) or ())
     if not allowed:
@@ -80,7 +82,7 @@ def decorate_prototypes(
             composition = Composition({mapping[el]: n for el, n in counts.items()})
             if composition.reduced_formula in known:
                 continue
-            if charge_balanced and not is_relaxed_charge_balanced(composition, max_interpolated):
+            if charge_balance and not is_relaxed_charge_balanced(composition, max_interpolated):
                 continue
             ratio = 1.0
             if scale_volume:
@@ -99,3 +101,17 @@ def decorate_prototypes(
             )
             if limit is not None and stats.yielded >= limit:
                 return
+
+
+class PrototypeSettings(GeneratorSettings):
+    """Campaign section ``generators.prototypes``: parents used as prototypes, decorated."""
+
+    limit: int = Field(100, ge=0, description="most candidates from this generator per round")
+
+    def generate(self, context: GenerationContext) -> Iterator[Candidate]:
+        return decorate_prototypes(
+            context.parents, allowed_elements=context.allowed_elements, limit=self.limit
+        )
+
+
+register_generator("prototypes", PrototypeSettings)

@@ -19,6 +19,7 @@ from math import comb
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -31,6 +32,7 @@ from hullhunter.generators.common import (
     usable_parents,
     validate_elements,
 )
+from hullhunter.generators.registry import GenerationContext, GeneratorSettings, register_generator
 from hullhunter.generators.substitution import SubstitutionModel, Variant, get_model, parent_species
 
 MAX_BITMASK_SITES = 62
@@ -227,3 +229,25 @@ def _subsets(
             continue
         for chosen in distinct_subsets(restricted, k):
             yield k, chosen
+
+
+class SapsSettings(GeneratorSettings):
+    """Campaign section ``generators.saps``: symmetry-aware partial substitutions."""
+
+    mode: Literal["symmetry", "orbits"] = "symmetry"
+    max_per_parent: int = Field(20, ge=1)
+    charge_balance: bool = False
+
+    def generate(self, context: GenerationContext) -> Iterator[Candidate]:
+        return saps(
+            context.parents,
+            known_formulas=context.known_formulas,
+            allowed_elements=context.allowed_elements,
+            mode=self.mode,
+            max_per_parent=self.max_per_parent,
+            charge_balance=self.charge_balance,
+            limit=self.limit,
+        )
+
+
+register_generator("saps", SapsSettings)

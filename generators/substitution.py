@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 from pymatgen.core import Species
 
 from hullhunter.generators.candidate import Candidate
@@ -31,6 +32,7 @@ from hullhunter.generators.common import (
     usable_parents,
     validate_elements,
 )
+from hullhunter.generators.registry import GenerationContext, GeneratorSettings, register_generator
 
 Variant = Literal["gnome", "hautier"]
 
@@ -170,7 +172,7 @@ def substitute(
     allowed_elements: Iterable[str] | None = None,
     model: Variant | SubstitutionModel = "gnome",
     threshold: float = 1e-3,
-    charge_balanced: bool = True,
+    charge_balance: bool = True,
     max_changed: int | None = None,
     limit: int | None = None,
     stats: GenerationStats | None = None,
@@ -178,7 +180,7 @@ def substitute(
     """Full ionic substitutions of parents: every site of a species takes the new species.
 
     Parents are Seeds, Structures or (id, Structure) pairs. Products whose reduced formula is in
-    ``known_formulas`` (or is the parent's) are dropped; ``charge_balanced`` keeps only products
+    ``known_formulas`` (or is the parent's) are dropped; ``charge_balance`` keeps only products
     whose new oxidation states sum to zero, as pymatgen's Substitutor does.
     """
     stats = stats if stats is not None else GenerationStats()
@@ -202,7 +204,7 @@ def substitute(
             charge = sum(
                 model.oxidation[n] * amount for n, amount in zip(news, amounts, strict=True)
             )
-            if charge_balanced and abs(charge) > 1e-6:
+            if charge_balance and abs(charge) > 1e-6:
                 continue
             element_map = {sp.symbol: new for sp, new in zip(species, new_symbols, strict=True)}
             formula = reduced_formula(tuple(sorted(zip(new_symbols, amounts, strict=True))))
@@ -222,3 +224,23 @@ def substitute(
             yield Candidate(new_structure, "substitution", parent_id, params)
             if limit is not None and stats.yielded >= limit:
                 return
+
+
+class SubstitutionSettings(GeneratorSettings):
+    """Campaign section ``generators.substitution``: full ionic substitutions of the parents."""
+
+    threshold: float = Field(1e-3, gt=0, lt=1)
+    model: Variant = "gnome"
+
+    def generate(self, context: GenerationContext) -> Iterator[Candidate]:
+        return substitute(
+            context.parents,
+            known_formulas=context.known_formulas,
+            allowed_elements=context.allowed_elements,
+            threshold=self.threshold,
+            model=self.model,
+            limit=self.limit,
+        )
+
+
+register_generator("substitution", SubstitutionSettings)

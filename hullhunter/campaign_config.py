@@ -6,13 +6,22 @@ that are not installed are rejected with one line naming the key.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pymatgen.core.periodic_table import Element
+
+from hullhunter.generators.registry import GENERATORS, GeneratorSettings, generator_settings
 
 
 class CampaignConfigError(ValueError):
@@ -80,22 +89,6 @@ class Seeds(_Strict):
     )
 
 
-class GeneratorLimit(_Strict):
-    enabled: bool = True
-    limit: int = Field(200, ge=0, description="most candidates from this generator per round")
-
-
-class SubstitutionSettings(GeneratorLimit):
-    threshold: float = Field(1e-3, gt=0, lt=1)
-    model: Literal["gnome", "hautier"] = "gnome"
-
-
-class SapsSettings(GeneratorLimit):
-    mode: Literal["symmetry", "orbits"] = "symmetry"
-    max_per_parent: int = Field(20, ge=1)
-    charge_balance: bool = False
-
-
 class CompositionalSettings(_Strict):
     """The compositional pipeline: formulas -> composition model -> AIRSS structures."""
 
@@ -104,11 +97,34 @@ class CompositionalSettings(_Strict):
     structures_per_formula: int = Field(10, ge=1, description="AIRSS structures (GNoME: 100)")
 
 
-class Generators(_Strict):
-    substitution: SubstitutionSettings = Field(default_factory=SubstitutionSettings)
-    saps: SapsSettings = Field(default_factory=SapsSettings)
-    prototypes: GeneratorLimit = Field(default_factory=lambda: GeneratorLimit(limit=100))
-    compositional: CompositionalSettings = Field(default_factory=CompositionalSettings)
+def generator_sections(data: Any) -> dict[str, GeneratorSettings]:
+    """Each named section validated by its registered generator; the others at defaults."""
+    data = dict(data or {})
+    if "compositional" in data and "compositional" not in GENERATORS:
+        raise ValueError(
+            "'compositional' is a pipeline: its settings go in the top-level "
+            "'compositional:' section"
+        )
+    sections: dict[str, GeneratorSettings] = {}
+    problems = []
+    for name, section in data.items():
+        try:
+            sections[name] = (
+                section
+                if isinstance(section, GeneratorSettings)
+                else generator_settings(name).model_validate(section or {})
+            )
+        except ValidationError as exc:  # keep the section's name in each error's key
+            problems += [
+                {key: error[key] for key in ("type", "input", "ctx") if key in error}
+                | {"loc": (name, *error["loc"])}
+                for error in exc.errors()
+            ]
+    if problems:
+        raise ValidationError.from_exception_data("generators", problems)
+    for name, settings in GENERATORS.items():
+        sections.setdefault(name, settings())
+    return sections
 
 
 class Screening(_Strict):
@@ -128,39 +144,15 @@ class ModelSettings(_Strict):
     seed: int = 0
 
 
-class OracleSettings(_Strict):
-    """The oracle; ``fmax``/``max_steps`` are for force fields, the ``vasp_*`` keys for VASP."""
+def oracle_section(data: Any) -> Any:
+    """The ``oracle:`` section, validated by the registered oracle it names.
 
-    name: Literal["chgnet", "vasp", "sevennet"] = "chgnet"
-    fmax: float = Field(0.1, gt=0, description="eV/Å, force-field relaxations")
-    max_steps: int = Field(300, ge=1)
-    batch_size: int = Field(10, ge=1, description="candidates per relaxation job")
-    vasp_maker: Literal["double_relax", "double_relax_static"] = "double_relax"
-    vasp_prerelax: Literal["chgnet"] | None = Field(
-        None, description="relax with CHGNet before VASP, as atomate2's CHGNet-then-VASP flow"
-    )
-    vasp_incar: dict[str, Any] = Field(
-        default_factory=dict, description="INCAR overrides on top of the MP-compatible set"
-    )
+    The oracle list lives with the oracles (:mod:`hullhunter.workflows.oracles.registry`);
+    it is imported here, on first use, so reading settings never loads the oracles.
+    """
+    from hullhunter.workflows.oracles.registry import oracle_section as validate
 
-    @model_validator(mode="after")
-    def _installed(self) -> OracleSettings:
-        module = {"chgnet": "chgnet", "sevennet": "sevenn", "vasp": "atomate2"}[self.name]
-        if importlib.util.find_spec(module) is None:
-            extra = " (pip install -e '.[sevennet]')" if self.name == "sevennet" else ""
-            raise ValueError(f"oracle '{self.name}' needs the package '{module}'{extra}")
-        vasp_keys = [
-            key
-            for key in ("vasp_incar", "vasp_maker", "vasp_prerelax")
-            if getattr(self, key)
-            != type(self).model_fields[key].get_default(call_default_factory=True)
-        ]
-        if self.name != "vasp" and vasp_keys:
-            raise ValueError(
-                f"{', '.join(sorted(vasp_keys))} only apply to the vasp oracle, not "
-                f"'{self.name}'; remove them or set oracle.name: vasp"
-            )
-        return self
+    return validate(data)
 
 
 class Budget(_Strict):
@@ -185,12 +177,25 @@ class CampaignConfig(_Strict):
     )
     chemical_space: ChemicalSpace
     seeds: Seeds = Field(default_factory=Seeds)
-    generators: Generators = Field(default_factory=Generators)
+    generators: dict[str, SerializeAsAny[GeneratorSettings]] = Field(
+        default_factory=lambda: generator_sections({})
+    )
+    compositional: CompositionalSettings = Field(default_factory=CompositionalSettings)
     screening: Screening = Field(default_factory=Screening)
     model: ModelSettings = Field(default_factory=ModelSettings)
-    oracle: OracleSettings = Field(default_factory=OracleSettings)
+    oracle: SerializeAsAny[Any] = Field(default_factory=lambda: oracle_section({}))
     budget: Budget = Field(default_factory=Budget)
     workers: Workers = Field(default_factory=Workers)
+
+    @field_validator("generators", mode="before")
+    @classmethod
+    def _generators(cls, value: Any) -> dict[str, GeneratorSettings]:
+        return generator_sections(value)
+
+    @field_validator("oracle", mode="before")
+    @classmethod
+    def _oracle(cls, value: Any) -> Any:
+        return oracle_section(value)
 
 
 def parse_config(data: dict, origin: str = "campaign file") -> CampaignConfig:

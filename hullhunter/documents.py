@@ -13,6 +13,7 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from mongoengine import (
     BooleanField,
     DateTimeField,
@@ -39,6 +40,19 @@ def utcnow() -> datetime:
 def structure_dict(structure: Structure) -> dict[str, Any]:
     """A pymatgen structure as a JSON-safe dict that MongoDB accepts."""
     return jsanitize(structure.as_dict(), strict=True)
+
+
+def mongo_safe(value: Any) -> Any:
+    """Plain types MongoDB stores: string keys, Python floats, None for NaN."""
+    if isinstance(value, dict):
+        return {str(key): mongo_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [mongo_safe(item) for item in value]
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def chemsys_of(composition: Composition | str) -> str:

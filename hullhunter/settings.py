@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -76,7 +76,6 @@ class Settings(BaseSettings):
     vasp_cmd: str = Field("vasp_std", description="command that runs VASP (standard build)")
     vasp_gamma_cmd: str = Field("vasp_gam", description="command that runs VASP (gamma build)")
     vasp_max_errors: int = Field(5, ge=1, description="custodian's max_errors for VASP")
-    oracle: Literal["chgnet", "vasp", "sevennet"] = Field("chgnet", description="default oracle")
     scratch_dir: Path | None = Field(
         None, description="scratch for calculations (default: home/runs)"
     )

@@ -10,7 +10,6 @@ from .graphs import (
     structures_to_graphs,
 )
 from .networks import GNoMENetwork
-from .registry import ModelRegistry
 from .training import (
     composition_hash_split,
     scaling_curve,
@@ -23,7 +22,6 @@ __all__ = [
     "Ensemble",
     "GNoMEConfig",
     "GNoMENetwork",
-    "ModelRegistry",
     "Prediction",
     "collate",
     "composition_hash_split",

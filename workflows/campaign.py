@@ -19,15 +19,14 @@ from typing import Any
 import jobflow
 from fireworks import FWorker, LaunchPad
 from fireworks.core.rocket_launcher import launch_rocket
-from jobflow.managers.fireworks import flow_to_workflow
 
 from hullhunter.campaign_config import CampaignConfig
 from hullhunter.db import connect
 from hullhunter.documents import Campaign, Candidate, Round, ensure_indexes
 from hullhunter.fireworks_config import get_job_store, get_launchpad
 from hullhunter.settings import get_settings
-from hullhunter.workflows.jobs import round_flow
-from hullhunter.workflows.stages import SEED_ROUND
+from hullhunter.workflows.jobs import stop_reason, submit_round
+from hullhunter.workflows.round.records import SEED_ROUND
 
 LOST_AFTER_S = 4 * 3600  # FireWorks pings hourly; its own default expiration
 WORKER_LOG = "worker.log"
@@ -49,22 +48,6 @@ def submit_campaign(config: CampaignConfig) -> tuple[bool, str]:
     Campaign(name=config.name, config=document, status="running").save()
     submit_round(config.name, SEED_ROUND)
     return True, f"campaign '{config.name}' submitted (seed round)"
-
-
-def submit_round(name: str, round_number: int) -> int | None:
-    """Add one round's workflow to the LaunchPad, once: a second call adds nothing."""
-    previous = Round.objects(campaign=name, number=round_number).modify(
-        upsert=True, new=False, set_on_insert__status="submitted"
-    )
-    if previous is not None:
-        return None
-    workflow = flow_to_workflow(round_flow(name, round_number))
-    id_map = get_launchpad().add_wf(workflow)
-    root = min(id_map.values())
-    Campaign.objects(name=name).update_one(
-        push__workflow_ids=root, set__updated_at=datetime.now(UTC)
-    )
-    return root
 
 
 def _campaign(name: str) -> Campaign:
@@ -111,9 +94,8 @@ def resume(name: str) -> int:
     campaign.update(set__status="running", set__updated_at=datetime.now(UTC))
     last = Round.objects(campaign=name).order_by("-number").first()
     if last is not None and last.status == "completed":
-        from hullhunter.workflows.jobs import stop_reason
-
-        if stop_reason(name, last.number) is None:
+        config = CampaignConfig.model_validate(campaign.config)
+        if stop_reason(name, last.number, config) is None:
             submit_round(name, last.number + 1)
     return len(paused)
 

@@ -29,21 +29,19 @@ from ase.optimize import FIRE
 from chgnet.data.dataset import StructureData, collate_graphs
 from chgnet.model import CHGNet, CHGNetCalculator
 from chgnet.trainer import Trainer
-from jobflow import job
 from monty.json import jsanitize
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import track
 from torch.utils.data import DataLoader
 
-from hullhunter.db import connect
-from hullhunter.documents import Calculation, ModelVersion
+from hullhunter.documents import Calculation
 from hullhunter.models import composition_hash_split
+from hullhunter.workflows.model_store import model_weights, save_model_version
 from hullhunter.workflows.oracles.trajectory import (
     Frame,
     frame_from_atoms,
 )
-from hullhunter.workflows.stages import next_model_version
 
 # Layers frozen for fine-tuning, as in chgnet's fine-tuning example: the embeddings, basis
 # expansions, the first three atom convolutions and all bond/angle updates stay pretrained;
@@ -396,43 +394,27 @@ def finetune_campaign(
             "an oracle that records frames first"
         )
     result, report = finetune_on_trajectories(trajectories, n_frames=n_frames, **settings)
-    version = next_model_version(campaign, "potential")
     buffer = io.BytesIO()
     torch.save({"model": result.model.as_dict()}, buffer)
-    buffer.seek(0)
-    document = ModelVersion(
-        campaign=campaign,
-        kind="potential",
-        version=version,
+    version = save_model_version(
+        campaign,
+        "potential",
+        buffer.getvalue(),
         n_train=report["n_train_trajectories"],
         metrics=report,
         hyperparameters=jsanitize(settings, strict=False),
     )
-    document.weights.put(buffer, filename=f"{campaign}-potential-{version}.pt")
-    document.save()
     return {"version": version, **report}
 
 
 def load_potential(campaign: str, version: int | None = None) -> CHGNet:
     """A campaign's fine-tuned CHGNet from GridFS: the newest, or ``version``."""
-    query = ModelVersion.objects(campaign=campaign, kind="potential")
-    if version is not None:
-        query = query.filter(version=version)
-    document = query.order_by("-version").first()
-    if document is None:
+    weights = model_weights(campaign, "potential", version)
+    if weights is None:
         which = f"version {version}" if version is not None else "any version"
         raise LookupError(
             f"campaign {campaign!r} has no fine-tuned potential ({which}); "
             f"run: hullhunter campaign finetune {campaign}"
         )
-    state = torch.load(io.BytesIO(document.weights.read()), map_location="cpu")
+    state = torch.load(io.BytesIO(weights), map_location="cpu")
     return CHGNet.from_dict(state["model"])
-
-
-@job
-def finetune_job(
-    campaign: str, n_frames: int = 1024, settings: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """jobflow job: fine-tune CHGNet on the campaign's trajectories (see finetune_campaign)."""
-    connect()
-    return finetune_campaign(campaign, n_frames=n_frames, **(settings or {}))

@@ -1,122 +1,151 @@
-"""jobflow jobs of a campaign round; each composes one stage of :mod:`.stages`.
+"""jobflow jobs of a campaign round; each runs one stage of :mod:`hullhunter.workflows.round`.
 
-A round is one Flow (one FireWorks workflow): generate -> screen, and the screen job adds the
-rest dynamically (a jobflow ``Response``): one relaxation job per batch, then hull update,
-retraining and the decision whether to submit the next round. Jobs connect to MongoDB from
-the worker's own settings (``HULLHUNTER_DB_URI``), so no credentials travel in a firework.
+A round is one Flow (one FireWorks workflow): generate -> screen, and the screen job adds
+the rest dynamically (a jobflow ``Response``): one relaxation job per batch, then the hull
+update, retraining and the decision whether to submit the next round. Each job consumes the
+typed output of the one before (:mod:`hullhunter.workflows.schemas`). Jobs connect to
+MongoDB from the worker's own settings (``HULLHUNTER_DB_URI``), so no credentials travel in
+a firework, and read the campaign's configuration once.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
 
 from jobflow import Flow, Job, Response, job
+from jobflow.managers.fireworks import flow_to_workflow
 
+from hullhunter.campaign_config import CampaignConfig
 from hullhunter.db import connect
-from hullhunter.documents import Calculation, Campaign, Round
-from hullhunter.workflows import stages
+from hullhunter.documents import Calculation, Campaign, Material, Round
+from hullhunter.fireworks_config import get_launchpad
+from hullhunter.settings import get_settings
+from hullhunter.workflows.oracles.registry import OracleContext
+from hullhunter.workflows.round import generate, hull, relax, retrain, screen
+from hullhunter.workflows.round.records import load_campaign
+from hullhunter.workflows.schemas import (
+    AdvanceOutput,
+    GenerateOutput,
+    HullOutput,
+    RelaxOutput,
+    RetrainOutput,
+    ScreenOutput,
+)
 
 
-def _route(new_job: Job, campaign: str, category: str) -> Job:
+def _route(new_job: Job, name: str, category: str) -> Job:
     """FireWorks routing: worker category plus a campaign tag that local workers filter on."""
-    new_job.update_config(
-        {"manager_config": {"_category": category, "hullhunter_campaign": campaign}}
-    )
+    new_job.update_config({"manager_config": {"_category": category, "hullhunter_campaign": name}})
     return new_job
 
 
-def _categories(name: str) -> tuple[str, str]:
-    _, config = stages.load_campaign(name)
-    return config.workers.cpu_category, config.workers.gpu_category or config.workers.cpu_category
+def _categories(config: CampaignConfig) -> tuple[str, str]:
+    """The (cpu, gpu) worker categories; gpu work goes to cpu workers when none is set."""
+    cpu = config.workers.cpu_category
+    return cpu, config.workers.gpu_category or cpu
 
 
-@job
-def generate_job(name: str, round_number: int) -> dict[str, int]:
+@job(output_schema=GenerateOutput)
+def generate_job(name: str, round_number: int) -> GenerateOutput:
     """Generate and store this round's candidates."""
     connect()
     Round.objects(campaign=name, number=round_number).update_one(
         upsert=True, set__status="generating", set__started_at=datetime.now(UTC)
     )
     Campaign.objects(name=name).update_one(set__current_round=round_number, set__status="running")
-    counts = stages.generate(name, round_number)
-    Round.objects(campaign=name, number=round_number).update_one(set__counts__generated=counts)
-    return counts
+    _, config = load_campaign(name)
+    return GenerateOutput(counts=generate.generate(name, round_number, config))
 
 
-@job
-def screen_job(name: str, round_number: int, generated: dict[str, int]) -> Response:
+@job(output_schema=ScreenOutput)
+def screen_job(name: str, round_number: int, generated: GenerateOutput) -> Response:
     """Select candidates for the oracle, then add the relaxation batches and the round's end."""
     connect()
-    selected = stages.screen(name, round_number)
+    _, config = load_campaign(name)
+    selected = screen.screen(name, round_number, config, get_settings().torch_threads)
     Round.objects(campaign=name, number=round_number).update_one(
-        set__status="relaxing", set__counts__selected=len(selected)
+        set__status="relaxing",
+        set__counts__generated=generated.counts,
+        set__counts__selected=len(selected),
     )
-    _, config = stages.load_campaign(name)
-    cpu, gpu = _categories(name)
+    cpu, gpu = _categories(config)
     relax_jobs = [
         _route(relax_job(name, round_number, batch), name, cpu)
-        for batch in stages.batches(selected, config.oracle.batch_size)
+        for batch in screen.batches(selected, config.oracle.batch_size)
     ]
-    hull = _route(update_hull_job(name, round_number, [j.output for j in relax_jobs]), name, cpu)
-    trained = _route(retrain_job(name, round_number, hull.output), name, gpu)
+    placed = _route(hull_job(name, round_number, [j.output for j in relax_jobs]), name, cpu)
+    trained = _route(retrain_job(name, round_number, placed.output), name, gpu)
     advance = _route(advance_job(name, round_number, trained.output), name, cpu)
     return Response(
-        output={"selected": len(selected), "batches": len(relax_jobs)},
-        addition=Flow([*relax_jobs, hull, trained, advance], name=f"{name} round {round_number}"),
+        output=ScreenOutput(selected=len(selected), batches=len(relax_jobs)),
+        addition=Flow([*relax_jobs, placed, trained, advance], name=f"{name} round {round_number}"),
     )
 
 
-@job
-def relax_job(name: str, round_number: int, candidate_ids: list[str]) -> dict[str, int]:
+@job(output_schema=RelaxOutput)
+def relax_job(name: str, round_number: int, candidate_ids: list[str]) -> RelaxOutput:
     """Relax one batch; results are in MongoDB as each candidate finishes."""
     connect()
-    return stages.relax(name, round_number, candidate_ids)
+    _, config = load_campaign(name)
+    context = OracleContext.for_round(get_settings(), name, round_number)
+    counts = relax.relax(name, round_number, candidate_ids, config.oracle, context)
+    return RelaxOutput(counts=counts)
 
 
-@job
-def update_hull_job(name: str, round_number: int, batches: list[dict]) -> dict[str, Any]:
-    """Put the round's results on the hull and record the round's metrics."""
+@job(output_schema=HullOutput)
+def hull_job(name: str, round_number: int, batches: list[RelaxOutput]) -> HullOutput:
+    """Put the round's results on the hull and record the round's metrics and relaxations."""
     connect()
-    metrics = stages.update_hull(name, round_number)
-    return {key: metrics.get(key) for key in ("accepted", "hits", "hit_rate", "on_hull_total")}
-
-
-@job
-def retrain_job(name: str, round_number: int, hull_summary: dict[str, Any]) -> dict[str, int]:
-    """Train the next model versions on every oracle result so far."""
-    connect()
-    versions = stages.retrain(name, round_number)
+    relaxed = sum((Counter(batch.counts) for batch in batches), Counter())
     Round.objects(campaign=name, number=round_number).update_one(
-        set__model_version=versions["structural"]
+        upsert=True, set__counts__relaxed=dict(relaxed)
     )
-    return versions
+    placed, metrics = hull.update_hull(name, round_number)
+    return HullOutput(
+        **{key: metrics.get(key) for key in ("accepted", "hits", "hit_rate", "on_hull_total")},
+        calculations=metrics.get("calculations", {}),
+        elemental_energies={
+            element: float(reference.energy_per_atom)
+            for element, reference in placed.elemental_references.items()
+        },
+    )
 
 
-@job
-def advance_job(name: str, round_number: int, versions: dict[str, int]) -> dict[str, Any]:
+@job(output_schema=RetrainOutput)
+def retrain_job(name: str, round_number: int, placed: HullOutput) -> RetrainOutput:
+    """Train the next model versions on every oracle result so far, on the round's hull."""
+    connect()
+    _, config = load_campaign(name)
+    site = get_settings()
+    network = retrain.model_config(config, site.device, site.torch_threads)
+    versions = retrain.retrain(name, round_number, config, placed.elemental_energies, network)
+    return RetrainOutput(versions=versions)
+
+
+@job(output_schema=AdvanceOutput)
+def advance_job(name: str, round_number: int, trained: RetrainOutput) -> AdvanceOutput:
     """Close the round; submit the next one unless the budget, target or a pause says stop."""
     connect()
     Round.objects(campaign=name, number=round_number).update_one(
-        set__status="completed", set__finished_at=datetime.now(UTC)
+        set__status="completed",
+        set__finished_at=datetime.now(UTC),
+        set__model_version=trained.versions["structural"],
     )
-    campaign, _ = stages.load_campaign(name)
-    reason = stop_reason(name, round_number)
+    campaign, config = load_campaign(name)
+    reason = stop_reason(name, round_number, config)
     if reason is None and campaign.status == "running":
-        from hullhunter.workflows.campaign import submit_round
-
         submit_round(name, round_number + 1)
-        return {"next_round": round_number + 1}
+        return AdvanceOutput(next_round=round_number + 1)
     if reason is not None:
         Campaign.objects(name=name).update_one(
             set__status="completed", set__updated_at=datetime.now(UTC)
         )
-    return {"next_round": None, "stopped": reason or campaign.status}
+    return AdvanceOutput(stopped=reason or campaign.status)
 
 
-def stop_reason(name: str, round_number: int) -> str | None:
+def stop_reason(name: str, round_number: int, config: CampaignConfig) -> str | None:
     """Why the campaign stops after ``round_number``, or None to go on."""
-    _, config = stages.load_campaign(name)
     if round_number >= config.budget.rounds:
         return f"all {config.budget.rounds} rounds done"
     calls = Calculation.objects(campaign=name).count()
@@ -124,17 +153,32 @@ def stop_reason(name: str, round_number: int) -> str | None:
         return f"oracle budget spent ({calls} of {config.budget.max_oracle_calls} calls)"
     target = config.budget.target_new_stable
     if target is not None:
-        from hullhunter.documents import Material
-
         found = Material.objects(campaign=name, is_seed=False, on_hull=True).count()
         if found >= target:
             return f"target reached ({found} new materials on the hull)"
     return None
 
 
-def round_flow(name: str, round_number: int) -> Flow:
+def round_flow(name: str, round_number: int, config: CampaignConfig) -> Flow:
     """The Flow of one round (the rest is added by the screen job at run time)."""
-    cpu, gpu = _categories(name)
+    cpu, gpu = _categories(config)
     generated = _route(generate_job(name, round_number), name, cpu)
     screened = _route(screen_job(name, round_number, generated.output), name, gpu)
     return Flow([generated, screened], name=f"{name} round {round_number}")
+
+
+def submit_round(name: str, round_number: int) -> int | None:
+    """Add one round's workflow to the LaunchPad, once: a second call adds nothing."""
+    previous = Round.objects(campaign=name, number=round_number).modify(
+        upsert=True, new=False, set_on_insert__status="submitted"
+    )
+    if previous is not None:
+        return None
+    _, config = load_campaign(name)
+    workflow = flow_to_workflow(round_flow(name, round_number, config))
+    id_map = get_launchpad().add_wf(workflow)
+    root = min(id_map.values())
+    Campaign.objects(name=name).update_one(
+        push__workflow_ids=root, set__updated_at=datetime.now(UTC)
+    )
+    return root

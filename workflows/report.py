@@ -10,7 +10,8 @@ from hullhunter.hull import plot_hit_rate, plot_parity, plot_ternary_hull
 from hullhunter.workflows.applications import run_screen
 from hullhunter.workflows.campaign import status
 from hullhunter.workflows.finetune import format_comparison
-from hullhunter.workflows.stages import SEED_ROUND, build_hull
+from hullhunter.workflows.round.hull import build_hull
+from hullhunter.workflows.round.records import SEED_ROUND
 
 MAX_TERNARY_PLOTS = 6
 

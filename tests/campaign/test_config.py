@@ -41,6 +41,9 @@ def test_chemical_space_membership():
         ({**MINIMAL, "name": "bad name!"}, r"name:"),
         ({**MINIMAL, "budget": {"rounds": 0}}, r"budget\.rounds"),
         ({**MINIMAL, "oracle": {"vasp_prerelax": "chgnet"}}, r"vasp_prerelax only apply to"),
+        ({**MINIMAL, "generators": {"sapz": {}}}, r"generators: unknown generator 'sapz'"),
+        ({**MINIMAL, "generators": {"saps": {"mode": "all"}}}, r"generators\.saps\.mode"),
+        ({**MINIMAL, "generators": {"compositional": {}}}, r"top-level 'compositional:'"),
     ],
 )
 def test_bad_campaign_files_name_the_key(data, message):
@@ -67,25 +70,26 @@ def test_shipped_examples_are_valid():
 
 
 def test_vasp_campaign_settings_reach_the_oracle(hh_settings):
-    from hullhunter.workflows.oracles import get_oracle
-    from hullhunter.workflows.stages import oracle_settings
+    from hullhunter.workflows.oracles import OracleContext, build_oracle
 
     oracle = {"name": "vasp", "vasp_prerelax": "chgnet", "vasp_incar": {"ENCUT": 600}}
     config = parse_config({**MINIMAL, "oracle": oracle})
-    vasp = get_oracle("vasp", **oracle_settings(config, "tiny", 2))
+    vasp = build_oracle(config.oracle, OracleContext.for_round(hh_settings, "tiny", 2))
     assert vasp.prerelax == "chgnet"
     assert vasp.maker == "double_relax"
     assert vasp.user_incar_settings == {"ENCUT": 600}
+    assert vasp.vasp_cmd == hh_settings.vasp_cmd
     assert vasp.root_dir == hh_settings.runs_dir.resolve() / "tiny" / "round-2"
 
 
 def test_worker_thread_setting_reaches_oracle_and_models(hh_settings, monkeypatch):
     from hullhunter.settings import get_settings
-    from hullhunter.workflows.oracles import get_oracle
-    from hullhunter.workflows.stages import model_config, oracle_settings
+    from hullhunter.workflows.oracles import OracleContext, build_oracle
+    from hullhunter.workflows.round.retrain import model_config
 
     monkeypatch.setenv("HULLHUNTER_TORCH_THREADS", "1")
     get_settings.cache_clear()
+    site = get_settings()
     config = parse_config(MINIMAL)
-    assert get_oracle("chgnet", **oracle_settings(config, "tiny", 1)).threads == 1
-    assert model_config(config).torch_threads == 1
+    assert build_oracle(config.oracle, OracleContext.for_round(site, "tiny", 1)).threads == 1
+    assert model_config(config, site.device, site.torch_threads).torch_threads == 1

@@ -17,7 +17,7 @@ def test_defaults(home):
     settings = load_settings()
     assert settings.home == home
     assert settings.db_uri is None
-    assert settings.oracle == "chgnet"
+    assert settings.device == "cpu"
     assert settings.local_db_dir == home / "mongodb"
     assert settings.runs_dir == home / "runs"
 
@@ -33,14 +33,14 @@ def test_environment_beats_yaml_beats_default(home, monkeypatch):
 
 def test_hullhunter_config_names_another_file(home, tmp_path, monkeypatch):
     other = tmp_path / "site.yaml"
-    other.write_text("oracle: vasp\n")
+    other.write_text("device: cuda\n")
     monkeypatch.setenv("HULLHUNTER_CONFIG", str(other))
-    assert load_settings().oracle == "vasp"
+    assert load_settings().device == "cuda"
 
 
 def test_bad_yaml_value_names_key_and_file(home):
-    (home / "config.yaml").write_text("oracle: dft\n")
-    with pytest.raises(SettingsError, match=r"setting 'oracle' \(file .*config.yaml\)"):
+    (home / "config.yaml").write_text("db_port: many\n")
+    with pytest.raises(SettingsError, match=r"setting 'db_port' \(file .*config.yaml\)"):
         load_settings()
 
 

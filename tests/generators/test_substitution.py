@@ -66,8 +66,8 @@ def test_substitute_full_species_swap_with_filters(rocksalt):
 
 def test_substitute_limit_and_original_model(rocksalt):
     assert len(list(substitute([rocksalt], limit=3))) == 3
-    hautier = list(substitute([rocksalt], model="hautier", charge_balanced=False))
-    gnome = list(substitute([rocksalt], model="gnome", charge_balanced=False))
+    hautier = list(substitute([rocksalt], model="hautier", charge_balance=False))
+    gnome = list(substitute([rocksalt], model="gnome", charge_balance=False))
     assert {c.params["model"] for c in hautier} == {"hautier"}
     assert len(hautier) < len(gnome)
     assert any(_charge(c) != 0 for c in gnome)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from hullhunter.models import Ensemble, GNoMEConfig, ModelRegistry, load_ensemble
+from hullhunter.models import Ensemble, GNoMEConfig, load_ensemble
 from hullhunter.models.ensemble import build_network
 from hullhunter.models.networks import member_state_dict, stack_state_dicts
 
@@ -122,20 +122,27 @@ def test_save_load_round_trips_predictions_exactly(tmp_path, structures, element
     assert isinstance(load_ensemble(path), Ensemble)
 
 
-def test_registry_versions(tmp_path, structures, elemental_energies):
-    registry = ModelRegistry(tmp_path / "models")
-    with pytest.raises(ValueError, match="no model saved"):
-        registry.load()
+def test_model_store_versions_in_gridfs(database, structures, elemental_energies):
+    from hullhunter.documents import ModelVersion
+    from hullhunter.workflows.model_store import (
+        latest_ensemble,
+        model_weights,
+        save_ensemble,
+        save_model_version,
+    )
+
+    assert latest_ensemble("store", "structural") is None
     first = random_ensemble(elemental_energies, seed=1)
     second = random_ensemble(elemental_energies, seed=2)
-    assert registry.save(first, {"test_mae": 0.09}) == "v0001"
-    assert registry.save(second, {"test_mae": 0.07}) == "v0002"
-    rows = registry.list()
-    assert [r["version"] for r in rows] == ["v0001", "v0002"]
-    assert [r["metrics"]["test_mae"] for r in rows] == [0.09, 0.07]
-    latest = registry.load("latest").predict(structures[:3]).members
+    assert save_ensemble("store", 0, first, {"test_mae": 0.09}, n_train=10) == 1
+    assert save_ensemble("store", 1, second, {"test_mae": np.float64(0.07)}, n_train=12) == 2
+    rows = ModelVersion.objects(campaign="store", kind="structural").order_by("version")
+    assert [(r.version, r.round, r.n_train) for r in rows] == [(1, 0, 10), (2, 1, 12)]
+    assert [r.metrics["test_mae"] for r in rows] == [0.09, 0.07]
+    latest = latest_ensemble("store", "structural").predict(structures[:3]).members
     assert np.array_equal(latest, second.predict(structures[:3]).members)
-    older = registry.load("v0001").predict(structures[:3]).members
-    assert np.array_equal(older, first.predict(structures[:3]).members)
-    with pytest.raises(ValueError, match="v0009"):
-        registry.load("v0009")
+    # potentials share the store and the document, with their own version numbers
+    assert save_model_version("store", "potential", b"weights", n_train=3, metrics={},
+                              hyperparameters={}) == 1  # fmt: skip
+    assert model_weights("store", "potential") == b"weights"
+    assert model_weights("store", "potential", version=9) is None

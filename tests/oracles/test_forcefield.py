@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 import torch
 from chgnet.model import CHGNet, StructOptimizer
-from jobflow import run_locally
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from hullhunter.workflows.oracles import ForceFieldOracle, OracleResult, get_oracle, relax_batch
+from hullhunter.workflows.oracles import (
+    ForceFieldOracle,
+    OracleContext,
+    OracleResult,
+    build_oracle,
+    get_oracle,
+)
 from hullhunter.workflows.oracles.forcefield import CHGNetEvaluator, ServedCalculator, load_chgnet
 
 REAL_STRUCTURES = ("Li2O", "Si", "CsCl", "SrTiO3")
@@ -165,13 +170,17 @@ def test_bad_structures_fail_alone_and_the_batch_continues(batch_size: int) -> N
     assert results[3].ok and results[3].converged
 
 
-def test_relax_batch_job_returns_result_dicts(oracle: ForceFieldOracle) -> None:
-    structure = real_structure("CsCl", 5)
-    job = relax_batch([structure.as_dict()], ["cscl"], "chgnet", {"fmax": 0.1, "threads": 1})
-    responses = run_locally(job, log=False, ensure_success=True)
-    (output,) = responses[job.uuid][1].output
-    result = OracleResult.from_dict(output)
-    assert result.candidate_id == "cscl"
+def test_campaign_section_builds_the_oracle_on_a_worker(tmp_path, monkeypatch) -> None:
+    from hullhunter.campaign_config import oracle_section
+    from hullhunter.settings import load_settings
+
+    monkeypatch.setenv("HULLHUNTER_TORCH_THREADS", "1")
+    section = oracle_section({"name": "chgnet", "fmax": 0.1, "max_steps": 120})
+    context = OracleContext(run_dir=tmp_path, site=load_settings())
+    oracle = build_oracle(section, context)
+    assert (oracle.fmax, oracle.max_steps, oracle.threads) == (0.1, 120, 1)
+    (result,) = oracle.relax([real_structure("CsCl", 5)], ["cscl"])
+    assert OracleResult.from_dict(result.as_dict()).candidate_id == "cscl"
     assert result.ok and result.converged
     assert result.to_entry().entry_id == "cscl"
 

@@ -2,20 +2,33 @@
 
 from hullhunter.workflows.oracles.base import Oracle
 from hullhunter.workflows.oracles.forcefield import ForceFieldOracle
-from hullhunter.workflows.oracles.jobs import relax_batch
-from hullhunter.workflows.oracles.registry import ORACLE_NAMES, get_oracle
+from hullhunter.workflows.oracles.registry import (
+    ORACLES,
+    OracleContext,
+    OraclePlugin,
+    OracleSettings,
+    build_oracle,
+    get_oracle,
+    register_oracle,
+    unregister_oracle,
+)
 from hullhunter.workflows.oracles.result import MIN_DISTANCE_A, OracleResult, structure_problem
 from hullhunter.workflows.oracles.vasp import VaspNotFoundError, VaspOracle
 
 __all__ = [
     "MIN_DISTANCE_A",
-    "ORACLE_NAMES",
+    "ORACLES",
     "ForceFieldOracle",
     "Oracle",
+    "OracleContext",
+    "OraclePlugin",
+    "OracleSettings",
     "OracleResult",
     "VaspNotFoundError",
     "VaspOracle",
+    "build_oracle",
     "get_oracle",
-    "relax_batch",
+    "register_oracle",
     "structure_problem",
+    "unregister_oracle",
 ]

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,12 +33,19 @@ from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS, FIRE
 from ase.optimize.optimize import Optimizer
 from ase.stress import full_3x3_to_voigt_6_stress
+from pydantic import Field
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
 from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
+from hullhunter.workflows.oracles.registry import (
+    OracleContext,
+    OraclePlugin,
+    OracleSettings,
+    register_oracle,
+)
 from hullhunter.workflows.oracles.result import OracleResult, check_ids, structure_problem
 from hullhunter.workflows.oracles.trajectory import Frame, atoms_to_structure, frame_from_atoms
 
@@ -475,3 +482,34 @@ class ForceFieldOracle(Oracle):
                     if result is not None:
                         finish(index, result)
         return [result for result in results if result is not None]
+
+
+class ForceFieldSettings(OracleSettings):
+    """Campaign section of a force-field oracle: relaxation convergence and step limit."""
+
+    fmax: float = Field(0.1, gt=0, description="eV/Å, force-field relaxations")
+    max_steps: int = Field(300, ge=1)
+
+    def oracle_kwargs(self, context: OracleContext) -> dict[str, Any]:
+        return {
+            "fmax": self.fmax,
+            "max_steps": self.max_steps,
+            "device": context.site.device,
+            "threads": context.site.torch_threads,
+        }
+
+
+register_oracle(
+    OraclePlugin(
+        "chgnet", partial(ForceFieldOracle, "chgnet"), ForceFieldSettings, requires="chgnet"
+    )
+)
+register_oracle(
+    OraclePlugin(
+        "sevennet",
+        partial(ForceFieldOracle, "sevennet"),
+        ForceFieldSettings,
+        requires="sevenn",
+        install_hint="pip install -e '.[sevennet]'",
+    )
+)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from custodian.custodian import ErrorHandler
@@ -39,11 +39,18 @@ from custodian.vasp.handlers import (
 )
 from monty.io import zopen
 from monty.json import jsanitize
+from pydantic import Field
 from pymatgen.core import Structure
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 
 from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
 from hullhunter.workflows.oracles.forcefield import ForceFieldOracle
+from hullhunter.workflows.oracles.registry import (
+    OracleContext,
+    OraclePlugin,
+    OracleSettings,
+    register_oracle,
+)
 from hullhunter.workflows.oracles.result import OracleResult
 from hullhunter.workflows.oracles.trajectory import Frame
 
@@ -478,3 +485,34 @@ class VaspOracle(Oracle):
             directory=str(directory),
             frames=frames,
         )
+
+
+class VaspSettings(OracleSettings):
+    """Campaign section of the VASP oracle: atomate2 maker, pre-relaxation, INCAR overrides."""
+
+    vasp_maker: Literal["double_relax", "double_relax_static"] = "double_relax"
+    vasp_prerelax: Literal["chgnet"] | None = Field(
+        None, description="relax with CHGNet before VASP, as atomate2's CHGNet-then-VASP flow"
+    )
+    vasp_incar: dict[str, Any] = Field(
+        default_factory=dict, description="INCAR overrides on top of the MP-compatible set"
+    )
+
+    def oracle_kwargs(self, context: OracleContext) -> dict[str, Any]:
+        context.run_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "root_dir": context.run_dir,
+            "maker": self.vasp_maker,
+            "prerelax": self.vasp_prerelax,
+            "user_incar_settings": self.vasp_incar or None,
+            "vasp_cmd": context.site.vasp_cmd,
+            "vasp_gamma_cmd": context.site.vasp_gamma_cmd,
+            "max_errors": context.site.vasp_max_errors,
+        }
+
+
+register_oracle(
+    OraclePlugin(
+        "vasp", VaspOracle, VaspSettings, requires="atomate2", site_settings=("vasp_cmd",)
+    )
+)

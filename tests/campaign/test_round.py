@@ -1,5 +1,5 @@
-"""Round stages in-process on the real MongoDB: selection rule, idempotent reruns, the
-compositional pipeline."""
+"""Round stages (workflows/round/) in-process on the real MongoDB: selection rule, idempotent
+reruns, the compositional pipeline."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import pytest
 
 from hullhunter.campaign_config import parse_config
 from hullhunter.documents import Calculation, Campaign, Candidate, ModelVersion
-from hullhunter.workflows import stages
+from hullhunter.settings import get_settings
+from hullhunter.workflows.oracles import OracleContext
+from hullhunter.workflows.round import generate, hull, relax, retrain, screen
 
 
 def test_selection_keeps_best_per_formula_under_threshold():
     formulas = ["A", "A", "B", "C", "D", "E"]
     decomposition = np.array([0.01, -0.20, 0.03, 0.30, 0.04, 0.50])
-    chosen = stages.select_for_oracle(
+    chosen = screen.select_for_oracle(
         formulas, decomposition, places=3, threshold=0.05,
         exploration_fraction=0.0, one_per_composition=True, rng=random.Random(0),
     )  # fmt: skip
@@ -26,7 +28,7 @@ def test_selection_keeps_best_per_formula_under_threshold():
 def test_selection_exploration_share_is_random_beyond_the_filter():
     formulas = [f"F{i}" for i in range(10)]
     decomposition = np.linspace(-0.1, 0.8, 10)
-    chosen = stages.select_for_oracle(
+    chosen = screen.select_for_oracle(
         formulas, decomposition, places=4, threshold=0.05,
         exploration_fraction=0.5, one_per_composition=True, rng=random.Random(1),
     )  # fmt: skip
@@ -36,7 +38,7 @@ def test_selection_exploration_share_is_random_beyond_the_filter():
 
 
 def test_selection_never_pads_with_filtered_out_candidates():
-    chosen = stages.select_for_oracle(
+    chosen = screen.select_for_oracle(
         ["A", "B", "C"], np.array([0.2, 0.3, 0.4]), places=3, threshold=0.05,
         exploration_fraction=0.0, one_per_composition=True, rng=random.Random(0),
     )  # fmt: skip
@@ -45,7 +47,7 @@ def test_selection_never_pads_with_filtered_out_candidates():
 
 def test_batches_cover_every_id_once():
     ids = [f"c{i}" for i in range(7)]
-    assert stages.batches(ids, 3) == [["c0", "c1", "c2"], ["c3", "c4", "c5"], ["c6"]]
+    assert screen.batches(ids, 3) == [["c0", "c1", "c2"], ["c3", "c4", "c5"], ["c6"]]
 
 
 @pytest.mark.slow
@@ -61,39 +63,43 @@ def test_seed_round_then_compositional_candidates(database, monkeypatch):
                 "substitution": {"enabled": False},
                 "saps": {"enabled": False},
                 "prototypes": {"enabled": False},
-                "compositional": {"max_atoms": 4, "max_formulas": 2, "structures_per_formula": 2},
             },
+            "compositional": {"max_atoms": 4, "max_formulas": 2, "structures_per_formula": 2},
             "screening": {"top_k": 3, "max_decomposition_energy": 10.0},
             "model": {"n_models": 2, "epochs": 15},
             "oracle": {"fmax": 0.2, "max_steps": 40},
         }
     )
     Campaign(name="comp", config=config.model_dump(mode="json")).save()
-    assert stages.generate("comp", 0) == {"seed": 5}
+    assert generate.generate("comp", 0, config) == {"seed": 5}
     # a rerun of the same stage (a lost job run again) adds nothing
-    assert stages.generate("comp", 0) == {"duplicates": 5}
-    seeds = stages.screen("comp", 0)
-    assert stages.relax("comp", 0, seeds)["completed"] == 5
+    assert generate.generate("comp", 0, config) == {"duplicates": 5}
+    seeds = screen.screen("comp", 0, config)
+    context = OracleContext.for_round(get_settings(), "comp", 0)
+    assert relax.relax("comp", 0, seeds, config.oracle, context)["completed"] == 5
     # a worker killed between saving a calculation and its candidate's status: a rerun repairs
     Candidate.objects(candidate_id=seeds[0]).update_one(set__status="relaxing")
-    assert stages.relax("comp", 0, seeds) == {"skipped_finished": 5}
+    assert relax.relax("comp", 0, seeds, config.oracle, context) == {"skipped_finished": 5}
     assert Candidate.objects.get(candidate_id=seeds[0]).status == "relaxed"
     for calc in Calculation.objects(campaign="comp"):
         frames = calc.get_frames()  # every relaxation step, from GridFS
         assert calc.n_frames == len(frames) == calc.n_steps + 1
         assert frames[-1].energy_per_atom == pytest.approx(calc.energy_per_atom, abs=1e-6)
         assert {f.trajectory_id for f in frames} == {calc.candidate_id}
-    metrics = stages.update_hull("comp", 0)
+    placed, metrics = hull.update_hull("comp", 0)
     assert metrics["on_hull_total"] >= 3
-    assert stages.retrain("comp", 0) == {"structural": 1, "compositional": 1}
+    elemental = {el: e.energy_per_atom for el, e in placed.elemental_references.items()}
+    network = retrain.model_config(config, torch_threads=1)
+    versions = retrain.retrain("comp", 0, config, elemental, network)
+    assert versions == {"structural": 1, "compositional": 1}
     assert ModelVersion.objects(campaign="comp").count() == 2
 
-    counts = stages.generate("comp", 1)
+    counts = generate.generate("comp", 1, config)
     assert counts.get("random", 0) >= 1
     airss = Candidate.objects(campaign="comp", round=1, pipeline="compositional")
     assert airss.count() == counts["random"]
     known = set(Calculation.objects(campaign="comp").distinct("formula"))
     assert not known & set(airss.distinct("formula"))
     assert len(set(airss.distinct("formula"))) <= 2
-    selected = stages.screen("comp", 1)
+    selected = screen.screen("comp", 1, config, torch_threads=1)
     assert 1 <= len(selected) <= 3

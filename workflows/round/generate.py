@@ -1,0 +1,203 @@
+"""Stage 1, generate: this round's candidates, deduplicated against the campaign, stored.
+
+Round 0 takes the campaign's seed crystals. Later rounds run every enabled generator of the
+registry (:mod:`hullhunter.generators.registry`) on the crystals on the campaign's hull, and,
+with the compositional pipeline, AIRSS structures for the formulas the compositional model
+puts near the hull. Only candidates inside the chemical space and new to the campaign are
+stored, so a rerun of the stage adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from pymatgen.core import Structure
+
+from hullhunter import generators
+from hullhunter.campaign_config import CampaignConfig
+from hullhunter.documents import Calculation, Material, chemsys_of, structure_dict
+from hullhunter.documents import Candidate as CandidateDocument
+from hullhunter.workflows.model_store import latest_ensemble
+from hullhunter.workflows.round.hull import build_hull
+from hullhunter.workflows.round.records import SEED_ROUND
+
+
+def generate(name: str, round_number: int, config: CampaignConfig) -> dict[str, int]:
+    """Make this round's candidates and store the new ones; returns counts by generator."""
+    space = config.chemical_space
+    if round_number == SEED_ROUND:
+        stream = seed_candidates(config)
+    else:
+        stream = structural_candidates(name, config)
+        if "compositional" in config.pipelines:
+            stream = itertools.chain(stream, compositional_candidates(name, config))
+    inside = (c for c in stream if space.allows({el.symbol for el in c.structure.composition}))
+    return store_new_candidates(name, round_number, inside)
+
+
+def seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
+    """The campaign's known crystals: the lowest few polymorphs of each element (the hull
+    needs every elemental reference), then compounds, smallest cells first."""
+    source = None if config.seeds.source == "builtin" else config.seeds.source
+    seeds = generators.load_seeds(source, elements=config.chemical_space.all_elements)
+    by_element: dict[str, list[generators.Seed]] = {}
+    for seed in seeds:
+        if len(seed.elements) == 1:
+            by_element.setdefault(next(iter(seed.elements)), []).append(seed)
+    elemental = [
+        seed
+        for polymorphs in by_element.values()
+        for seed in sorted(
+            polymorphs,
+            key=lambda seed: (seed.metadata.get("energy_rank", 0), len(seed.structure)),
+        )[: config.seeds.elemental_polymorphs]
+    ]
+    compounds = sorted(
+        (seed for seed in seeds if len(seed.elements) > 1),
+        key=lambda seed: (len(seed.elements), len(seed.structure)),
+    )
+    for seed in elemental + compounds[: max(config.seeds.max_seeds - len(elemental), 0)]:
+        yield generators.Candidate(
+            structure=seed.structure,
+            generator="seed",
+            parent_id=seed.id,
+            params={"source": seed.source, "license": seed.license},
+        )
+
+
+def hull_parents(name: str) -> list[generators.Seed]:
+    """The crystals on the campaign's hull, as parents for the generators."""
+    return [
+        generators.Seed(
+            id=m.material_id, structure=m.get_structure(), source="campaign", license=""
+        )
+        for m in Material.objects(campaign=name, on_hull=True)
+    ]
+
+
+def known_formulas(name: str) -> set[str]:
+    """Formulas the campaign has relaxed or placed on its hull."""
+    return set(Calculation.objects(campaign=name).distinct("formula")) | set(
+        Material.objects(campaign=name).distinct("formula")
+    )
+
+
+def structural_candidates(name: str, config: CampaignConfig) -> Iterator[generators.Candidate]:
+    """Every enabled generator of the campaign file, in its order, on the hull's crystals."""
+    context = generators.GenerationContext(
+        parents=hull_parents(name),
+        known_formulas=known_formulas(name),
+        allowed_elements=config.chemical_space.all_elements,
+    )
+    for settings in config.generators.values():
+        yield from settings.candidates(context)
+
+
+def compositional_candidates(name: str, config: CampaignConfig) -> Iterator[generators.Candidate]:
+    """Formulas the compositional model puts near the hull, then AIRSS structures for each."""
+    ensemble = latest_ensemble(name, "compositional")
+    if ensemble is None:
+        return
+    settings = config.compositional
+    known = known_formulas(name)
+    formulas = [
+        composition
+        for composition in generators.enumerate_compositions(
+            config.chemical_space.all_elements,
+            max_elements=config.chemical_space.max_elements,
+            max_atoms=settings.max_atoms,
+        )
+        if composition.reduced_formula not in known
+        and config.chemical_space.allows({el.symbol for el in composition.elements})
+    ]
+    if not formulas:
+        return
+    hull = build_hull(name)
+    predicted = ensemble.predict(formulas, progress=False).energy_per_atom
+    decomposition = hull.decomposition_energy(formulas, predicted)
+    order = np.argsort(decomposition)
+    chosen = [
+        formulas[i] for i in order if decomposition[i] <= config.screening.max_decomposition_energy
+    ][: settings.max_formulas]
+    for composition in chosen:
+        for candidate in generators.random_structures(
+            composition, n=settings.structures_per_formula
+        ):
+            candidate.params["pipeline"] = "compositional"
+            yield candidate
+
+
+def candidate_id(campaign: str, structure: Structure) -> str:
+    """Deterministic id: the same structure in the same campaign always gets the same id."""
+    digest = hashlib.sha1(
+        f"{campaign}|{[site.species_string for site in structure]}|"
+        f"{structure.lattice.parameters}|{structure.frac_coords.round(4).tolist()}".encode()
+    ).hexdigest()
+    return f"{campaign}-{digest[:12]}"
+
+
+def dedup_key(dedup: generators.Deduplicator, structure: Structure) -> str:
+    """The deduplicator's bucket (the reduced formula) as a string that MongoDB indexes.
+
+    Only candidates with the same key can duplicate each other, so each round loads just
+    the earlier candidates of the formulas it generated.
+    """
+    (formula, _, _), _ = dedup.key(structure)
+    return formula
+
+
+def store_new_candidates(
+    name: str, round_number: int, stream: Iterable[generators.Candidate]
+) -> dict[str, int]:
+    """Insert candidates that no earlier candidate of the campaign duplicates."""
+    candidates = list(stream)
+    for candidate in candidates:
+        candidate.structure.remove_oxidation_states()  # oracles and models take plain elements
+    dedup = generators.Deduplicator()
+    keys = [dedup_key(dedup, c.structure) for c in candidates]
+    for earlier in CandidateDocument.objects(campaign=name, dedup_key__in=sorted(set(keys))).only(
+        "candidate_id", "structure"
+    ):
+        dedup.add(earlier.get_structure(), earlier.candidate_id)
+    identifiers = [candidate_id(name, c.structure) for c in candidates]
+    stored = set(CandidateDocument.objects(candidate_id__in=identifiers).distinct("candidate_id"))
+    counts: Counter[str] = Counter()
+    new_docs = []
+    for candidate, key, identifier in zip(candidates, keys, identifiers, strict=True):
+        if identifier in stored or dedup.add(candidate.structure, identifier) is not None:
+            counts["duplicates"] += 1
+            continue
+        stored.add(identifier)
+        new_docs.append(candidate_document(name, round_number, candidate, identifier, key))
+        counts[candidate.generator] += 1
+    if new_docs:
+        CandidateDocument.objects.insert(new_docs, load_bulk=False)
+    return dict(counts)
+
+
+def candidate_document(
+    name: str, round_number: int, candidate: generators.Candidate, identifier: str, key: str
+) -> CandidateDocument:
+    """The analyst's Candidate document of a generated candidate."""
+    composition = candidate.structure.composition
+    elements = sorted(el.symbol for el in composition.elements)
+    return CandidateDocument(
+        candidate_id=identifier,
+        campaign=name,
+        round=round_number,
+        pipeline=candidate.params.get("pipeline", "structural"),
+        structure=structure_dict(candidate.structure),
+        formula=composition.reduced_formula,
+        chemsys=chemsys_of(composition),
+        elements=elements,
+        nelements=len(elements),
+        nsites=len(candidate.structure),
+        generator=candidate.generator,
+        parent_id=candidate.parent_id,
+        params=candidate.as_dict().get("params", {}),
+        dedup_key=key,
+    )
