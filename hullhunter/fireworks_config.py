@@ -9,6 +9,8 @@ jobflow job use the same database without hand-editing. Workers need two variabl
 
 from __future__ import annotations
 
+import json
+import shlex
 import string
 import sys
 from dataclasses import dataclass
@@ -82,6 +84,30 @@ class QueueSettings:
     rocket_mode: str = "singleshot"
 
 
+def oracle_site_values(settings: Settings) -> dict[str, str]:
+    """This site's value of every setting a registered oracle lets workers set (vasp_cmd)."""
+    from hullhunter.workflows.oracles import ORACLES  # the oracle list; heavy, so on use
+
+    return {
+        name: str(getattr(settings, name))
+        for plugin in ORACLES.values()
+        for name in plugin.site_settings
+    }
+
+
+def worker_env(values: dict[str, str]) -> str:
+    """The fworker's ``env`` mapping as one line of YAML (a JSON object)."""
+    return json.dumps(values)
+
+
+def worker_exports(values: dict[str, str], indent: str = "") -> str:
+    """Shell lines exporting ``values`` as HULLHUNTER_* variables, for job scripts."""
+    lines = [
+        f"export HULLHUNTER_{name.upper()}={shlex.quote(value)}" for name, value in values.items()
+    ]
+    return f"\n{indent}".join(lines)
+
+
 def render_slurm_template(name: str, **values: object) -> str:
     """The SLURM template ``slurm/<name>`` with its ``${NAME}`` placeholders filled."""
     template = string.Template((files("hullhunter.slurm") / name).read_text())
@@ -121,12 +147,13 @@ def write_config(
     }
     for role, data in contents.items():
         paths[role].write_text(yaml.safe_dump(data, sort_keys=False))
+    site_values = oracle_site_values(settings)
     paths["fworker"].write_text(
         render_slurm_template(
             "my_fworker.yaml",
             WORKER_NAME=name or settings.fworker_name,
             CATEGORY=category or settings.fworker_category,
-            VASP_CMD=settings.vasp_cmd,
+            WORKER_ENV=worker_env(site_values),
         )
     )
     queue = queue or QueueSettings()
@@ -153,7 +180,7 @@ def write_config(
             PYTHON_BIN_DIR=python_bin,
             JOBFLOW_CONFIG_FILE=paths["jobflow"],
             HULLHUNTER_HOME=settings.home,
-            VASP_CMD=settings.vasp_cmd,
+            WORKER_EXPORTS=worker_exports(site_values, indent="  "),
         )
     )
     return paths

@@ -23,6 +23,8 @@ import pytest
 import yaml
 from fireworks import LaunchPad
 
+from hullhunter.fireworks_config import worker_env, worker_exports
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SLURM_DIR = REPO_ROOT / "slurm"
 LOCAL_CLUSTER = SLURM_DIR / "local-cluster"
@@ -135,7 +137,7 @@ def worker_setup(slurm_cluster: Path, mongo_uri: str, tmp_path: Path) -> Iterato
             "my_fworker.yaml",
             WORKER_NAME="local-slurm",
             CATEGORY="cpu",
-            VASP_CMD="vasp_std",
+            WORKER_ENV=worker_env({"vasp_cmd": "vasp_std"}),
         )
     )
     (config_dir / "my_qadapter.yaml").write_text(
@@ -158,7 +160,7 @@ def worker_setup(slurm_cluster: Path, mongo_uri: str, tmp_path: Path) -> Iterato
             PYTHON_BIN_DIR=PYTHON_BIN_DIR,
             JOBFLOW_CONFIG_FILE=jobflow_config,
             HULLHUNTER_HOME=hullhunter_home,
-            VASP_CMD="srun -n 1 vasp_std",
+            WORKER_EXPORTS=worker_exports({"vasp_cmd": "srun -n 1 vasp_std"}, indent="  "),
         )
     )
     launchpad = LaunchPad.from_file(str(config_dir / "my_launchpad.yaml"))

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from fireworks import Firework, LaunchPad, ScriptTask, Workflow
 
+from hullhunter.fireworks_config import worker_exports
+
 pytestmark = pytest.mark.slurm
 
 LOCAL_CLUSTER = Path(__file__).resolve().parents[2] / "slurm" / "local-cluster"
@@ -201,7 +203,7 @@ def submit_pilot(setup, render, rocket_mode: str, ntasks: int = 1) -> str:
             PYTHON_BIN_DIR=BIN_DIR,
             JOBFLOW_CONFIG_FILE=setup.jobflow_config,
             HULLHUNTER_HOME=setup.hullhunter_home,
-            VASP_CMD="vasp_std",
+            WORKER_EXPORTS=worker_exports({"vasp_cmd": "vasp_std"}),
         )
     )
     submitted = subprocess.run(["sbatch", "--parsable", script], capture_output=True, text=True)

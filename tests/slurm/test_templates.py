@@ -18,6 +18,8 @@ import yaml
 from fireworks import FWorker
 from fireworks.utilities.fw_serializers import load_object
 
+from hullhunter.fireworks_config import worker_env, worker_exports
+
 SLURM_DIR = Path(__file__).resolve().parents[2] / "slurm"
 TEMPLATES = ["my_qadapter.yaml", "my_fworker.yaml", "worker.sbatch"]
 # A header entry: "#   NAME" or "#   NAME, NAME" at three spaces' indent (descriptions: deeper).
@@ -41,7 +43,7 @@ QADAPTER_VALUES = {
     "PYTHON_BIN_DIR": "/opt/venv/bin",
     "JOBFLOW_CONFIG_FILE": "/shared/hh/jobflow.yaml",
     "HULLHUNTER_HOME": "/shared/hh",
-    "VASP_CMD": "srun -n 16 vasp_std",
+    "WORKER_EXPORTS": worker_exports({"vasp_cmd": "srun -n 16 vasp_std"}, indent="  "),
 }
 
 
@@ -109,7 +111,7 @@ def test_fworker_takes_only_its_categories(category: str, expected_query: object
         "my_fworker.yaml",
         WORKER_NAME="cluster-cpu",
         CATEGORY=category,
-        VASP_CMD="srun --mpi=pmix vasp_std",
+        WORKER_ENV=worker_env({"vasp_cmd": "srun --mpi=pmix vasp_std"}),
     )
     worker = FWorker.from_dict(yaml.safe_load(text))
     assert worker.name == "cluster-cpu"
@@ -127,6 +129,7 @@ def test_worker_sbatch_is_valid_bash_with_directives_first(tmp_path: Path) -> No
         "ROCKET_MODE": "rapidfire --nlaunches 0 --timeout 3000",
         "SBATCH_EXTRA": "#SBATCH --account=mat123\n#SBATCH --qos=high",
         "LAUNCH_DIR": "/shared/hh/runs",
+        "WORKER_EXPORTS": worker_exports({"vasp_cmd": "srun -n 16 vasp_std"}),
     }
     script = tmp_path / "worker.sbatch"
     script.write_text(render("worker.sbatch", **values))
