@@ -290,7 +290,8 @@ def campaign_finetune(
 ) -> None:
     """Fine-tune CHGNet on the campaign's relaxation trajectories; store it as a potential."""
     from hullhunter.db import connect
-    from hullhunter.workflows.finetune import finetune_campaign, format_comparison
+    from hullhunter.workflows.finetune import format_comparison
+    from hullhunter.workflows.learned_potential import finetune_campaign
 
     connect()
     report = finetune_campaign(

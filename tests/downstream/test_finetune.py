@@ -9,23 +9,25 @@ from pymatgen.core import Lattice, Structure
 from hullhunter.documents import ModelVersion
 from hullhunter.models import composition_hash_split
 from hullhunter.workflows.finetune import (
-    campaign_trajectories,
     chgnet_calculator,
     compare_models,
     evaluate,
-    finetune_campaign,
     finetune_chgnet,
     format_comparison,
     gnome_sample,
-    load_potential,
     pretrained_chgnet,
     record_relaxations,
     split_trajectories,
 )
+from hullhunter.workflows.learned_potential import (
+    campaign_trajectories,
+    finetune_campaign,
+    load_potential,
+)
 from hullhunter.workflows.oracles import OracleResult
 from hullhunter.workflows.oracles.trajectory import Frame, frames_from_bytes, frames_to_bytes
 from hullhunter.workflows.report import _learned_potential as report_section
-from hullhunter.workflows.stages import save_calculation
+from hullhunter.workflows.round.relax import save_calculation
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 
