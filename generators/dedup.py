@@ -220,10 +220,6 @@ class Deduplicator:
             reduced = reduced.get_primitive_structure()
         return reduced
 
-    def add_many(self, structures: Iterable[Structure], ids: Iterable[str]) -> list[str | None]:
-        """:meth:`add` for each (structure, id) pair; e.g. to load everything seen so far."""
-        return [self.add(s, i) for s, i in zip(structures, ids, strict=True)]
-
     def unique(self, candidates: Iterable[Any], ids: Iterable[str] | None = None) -> Iterator[Any]:
         """Yield only candidates (Candidates or Structures) not seen before, remembering them.
 
