@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-import gridfs
 import mongoengine
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -75,8 +74,3 @@ def connect(settings: Settings | None = None, start: bool = True) -> Database:
         uuidRepresentation="standard",
     )
     return client[settings.db_name]
-
-
-def grid_fs(database: Database, bucket: str = "fs") -> gridfs.GridFS:
-    """GridFS bucket for blobs too big for a document (model weights, trajectories)."""
-    return gridfs.GridFS(database, collection=bucket)
