@@ -588,10 +588,6 @@ class HullSet:
         groups = group_compositions(compositions)
         return index.decomposition_energy(groups, energies, progress=self.progress)
 
-    def hull_energy(self, compositions: Sequence[Composition | str]) -> np.ndarray:
-        """Hull energy per atom at each composition (NaN where an element has no reference)."""
-        return -self.decomposition_energy(compositions, np.zeros(len(compositions)))
-
     def _system_values(self, chemsys: Chemsys) -> dict[int, float]:
         """Decomposition energies of the entries whose system is exactly ``chemsys``."""
         if chemsys not in self._entry_values:
