@@ -86,11 +86,6 @@ def _seed_file_records(path: str) -> tuple[dict[str, Any], ...]:
     return tuple(_read_json(Path(path))["seeds"])
 
 
-def shipped_seed_sources() -> dict[str, Any]:
-    """The shipped seed file's header: package, version, file and licence of each source."""
-    return _read_json(SHIPPED_SEEDS)["sources"]
-
-
 def load_seeds(path: str | Path | None = None, elements: Iterable[str] | None = None) -> list[Seed]:
     """Load seeds: the shipped file by default, or a seed file, CIF file/folder or pymatgen JSON.
 
