@@ -4,7 +4,7 @@ Each screen is a plain, parameterised function over Structures or ``Material`` d
 returns one :class:`ScreenRecord` per material, with the reasons it passed or failed, so an
 analyst sees why a crystal was kept. :func:`campaign_materials` loads the documents from
 MongoDB; :func:`run_screen` runs a named screen there and can save what passed as a
-``ScreenResult`` document; :func:`screen_job` is its thin jobflow wrapper.
+``ScreenResult`` document.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from jobflow import job
 from monty.json import jsanitize
 from pymatgen.analysis.dimensionality import get_dimensionality_larsen
 from pymatgen.analysis.local_env import CrystalNN
 from pymatgen.core import Composition, Element, Structure
 from rich.progress import track
 
-from hullhunter.db import connect
 from hullhunter.documents import Material, ScreenResult, chemsys_of, chemsys_subsystems
 
 # GNoME counts a crystal as stable when it lies on the hull within 5e-5 eV/atom.
@@ -343,11 +341,3 @@ def run_screen(
             passed=[jsanitize(r.as_dict(), strict=False) for r in records if r.passed],
         ).save()
     return records
-
-
-@job
-def screen_job(name: str, campaign: str, params: dict[str, Any] | None = None) -> list[dict]:
-    """jobflow job: connect, run a named screen over the campaign's materials, save the result."""
-    connect()
-    records = run_screen(name, campaign, save=True, **(params or {}))
-    return [record.as_dict() for record in records]
