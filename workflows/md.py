@@ -6,7 +6,7 @@ superionic when sigma(1,000 K) > 10^1.18 mS/cm. MD runs through ASE directly rat
 atomate2's force-field MD maker, because each run must stop early with a recorded reason
 (atoms too close, energy drift, non-finite energy) and hand unwrapped positions straight to
 the analysis; every setting is configurable so tests can run tiny versions.
-:func:`conductivity` is the plain function; :class:`ConductivityMaker` builds the jobflow Flow.
+:func:`conductivity` runs one temperature; :func:`arrhenius` fits several of them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from ase.calculators.calculator import Calculator
 from ase.md.nose_hoover_chain import NoseHooverChainNVT
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.units import fs
-from jobflow import Flow, Maker, job
 from pymatgen.analysis.diffusion.analyzer import (
     DiffusionAnalyzer,
     fit_arrhenius,
@@ -371,50 +370,3 @@ def arrhenius(results: Sequence[MDResult], plot_path: str | Path | None = None) 
         superionic=flags[0] if flags else None,
         plot_path=None if written is None else str(written),
     )
-
-
-@job
-def md_conductivity_job(
-    structure: Structure,
-    settings: dict[str, Any],
-    mobile_ion: str = "Li",
-    model_path: str | None = None,
-) -> dict[str, Any]:
-    """jobflow job: one temperature's MD and diffusion analysis (pretrained or fine-tuned)."""
-    result = conductivity(
-        structure, chgnet_calculator(model_path), MDSettings(**settings), mobile_ion=mobile_ion
-    )
-    return result.as_dict()
-
-
-@job
-def arrhenius_job(results: list[dict[str, Any]], plot_path: str) -> dict[str, Any]:
-    """jobflow job: Arrhenius fit and plot over the temperature jobs' results."""
-    return arrhenius([MDResult(**r) for r in results], plot_path).as_dict()
-
-
-@dataclass
-class ConductivityMaker(Maker):
-    """Builds a Flow: one NVT MD job per temperature, then an Arrhenius fit and plot.
-
-    ``settings`` are :class:`MDSettings` fields (their temperature is replaced per job);
-    ``model_path`` selects fine-tuned CHGNet weights (None: pretrained).
-    """
-
-    name: str = "md conductivity"
-    temperatures_k: tuple[float, ...] = (1000.0,)
-    settings: dict[str, Any] = field(default_factory=dict)
-    mobile_ion: str = "Li"
-    model_path: str | None = None
-    plot_path: str = "arrhenius.png"
-
-    def make(self, structure: Structure) -> Flow:
-        jobs = []
-        for temperature in self.temperatures_k:
-            settings = asdict(MDSettings(**{**self.settings, "temperature_k": temperature}))
-            md_job = md_conductivity_job(structure, settings, self.mobile_ion, self.model_path)
-            md_job.name = f"md {structure.composition.reduced_formula} {temperature:.0f} K"
-            jobs.append(md_job)
-        if len(self.temperatures_k) > 1:
-            jobs.append(arrhenius_job([j.output for j in jobs], self.plot_path))
-        return Flow(jobs, output=[j.output for j in jobs], name=self.name)

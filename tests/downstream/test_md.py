@@ -4,16 +4,16 @@ import math
 
 import pytest
 import torch
-from jobflow import Flow
+from ase.calculators.lj import LennardJones
 from pymatgen.core import Lattice, Structure
 
 from hullhunter.workflows.md import (
-    ConductivityMaker,
     MDSettings,
     arrhenius,
     conductivity,
     ensure_min_width,
     perpendicular_widths,
+    run_md,
 )
 
 # Tiny protocol for tests: smoothed="max" needs more than 1 ps of production to fit.
@@ -98,13 +98,12 @@ def test_arrhenius_needs_two_completed_temperatures(li3n, nacl):
         arrhenius([skipped])
 
 
-def test_maker_builds_one_job_per_temperature_and_a_fit(li3n):
-    maker = ConductivityMaker(temperatures_k=(800.0, 1000.0), settings=TINY)
-    flow = maker.make(li3n)
-    assert isinstance(flow, Flow)
-    assert [job.name for job in flow.jobs] == [
-        "md Li3N 800 K",
-        "md Li3N 1000 K",
-        "arrhenius_job",
-    ]
-    assert flow.jobs[1].function_args[1]["temperature_k"] == 1000.0
+def test_run_md_keeps_only_sampled_production_frames(li3n):
+    """50 steps, 10 of equilibration, a frame every 5: frames at steps 15, 20, ..., 50."""
+    settings = MDSettings(duration_ps=0.1, equilibration_ps=0.02, sample_every=5)
+    calculator = LennardJones(epsilon=0.01, sigma=1.5, rc=4.0)
+    positions, steps, drift, failure = run_md(li3n, calculator, settings)
+    assert failure == ""
+    assert steps == settings.n_steps == 50
+    assert positions.shape == (8, len(li3n), 3)
+    assert math.isfinite(drift) and drift <= settings.max_drift_ev_per_atom
