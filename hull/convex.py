@@ -136,11 +136,49 @@ def build_hulls(
     rows = np.asarray(rows, dtype=int)
     fractions = np.asarray(fractions, dtype=float)
     energies = np.asarray(energies, dtype=float)
-    n_systems, width = len(systems), fractions.shape[1]
     dims = np.array([len(system) for system in systems])
-    in_system = np.arange(width) < dims[:, None]
+    in_system = np.arange(fractions.shape[1]) < dims[:, None]
+    ref_point = _elemental_references(systems, system_of, rows, fractions, energies, in_system)
+    ref_energy = np.where(in_system, energies[ref_point], 0.0)
+    kept = _lowest_compounds_below_references(system_of, rows, fractions, energies, ref_energy)
+    points = _gather_points(kept, ref_point[in_system], dims, system_of, rows, fractions, energies)
+    data = _qhull_input(points, dims, in_system)
+    bounds = list(zip(points.starts.tolist(), points.ends.tolist(), dims.tolist(), strict=True))
+    planes_of, facets_of = _facet_planes(_lower_simplices(data, bounds), points)
+    return _assemble_hulls(systems, points, bounds, planes_of, facets_of)
 
-    # Elemental references: per system and element, the lowest pure point (lowest id on ties).
+
+@dataclass
+class _HullPoints:
+    """Every system's hull points, one block per system, in pymatgen's order within a block.
+
+    ``system`` is each point's index into the systems; block ``k`` is
+    ``starts[k]:ends[k]``.
+    """
+
+    system: np.ndarray
+    rows: np.ndarray
+    fractions: np.ndarray
+    energies: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+def _elemental_references(
+    systems: Sequence[Chemsys],
+    system_of: np.ndarray,
+    rows: np.ndarray,
+    fractions: np.ndarray,
+    energies: np.ndarray,
+    in_system: np.ndarray,
+) -> np.ndarray:
+    """Per system and element column, the lowest pure point (-1 beyond the system's elements).
+
+    Exact energy ties keep the lowest id, as pymatgen keeps the first entry.
+
+    Raises:
+        ValueError: an element of a system has no point at the pure element.
+    """
     pure = np.flatnonzero(fractions.max(axis=1) == 1.0)
     pure_column = fractions[pure].argmax(axis=1)
     order = np.lexsort((rows[pure], energies[pure], pure_column, system_of[pure]))
@@ -148,7 +186,7 @@ def build_hulls(
     pure_system = system_of[pure]
     first = np.ones(len(pure), dtype=bool)
     first[1:] = (pure_system[1:] != pure_system[:-1]) | (pure_column[1:] != pure_column[:-1])
-    ref_point = np.full((n_systems, width), -1)
+    ref_point = np.full(in_system.shape, -1)
     ref_point[pure_system[first], pure_column[first]] = pure[first]
     missing = in_system & (ref_point < 0)
     if missing.any():
@@ -157,11 +195,22 @@ def build_hulls(
         raise ValueError(
             f"missing elemental reference for {names}: add an entry for each pure element"
         )
-    ref_energy = np.where(in_system, energies[ref_point], 0.0)
+    return ref_point
 
-    # pymatgen's qhull points: the lowest point per composition if its formation energy is
-    # negative. Filtering first and then taking the lowest per composition among the
-    # survivors gives the same points from far fewer rows.
+
+def _lowest_compounds_below_references(
+    system_of: np.ndarray,
+    rows: np.ndarray,
+    fractions: np.ndarray,
+    energies: np.ndarray,
+    ref_energy: np.ndarray,
+) -> np.ndarray:
+    """pymatgen's qhull compounds: the lowest point per composition, if below the references.
+
+    A point is kept when its formation energy is negative; exact ties keep the lowest id.
+    Filtering first and then taking the lowest per composition among the survivors gives
+    the same points from far fewer rows.
+    """
     formation = energies - np.einsum("ij,ij->i", fractions, ref_energy[system_of])
     below = np.flatnonzero(formation < -FORMATION_ENERGY_TOL)
     rounded = np.round(fractions[below], COMPOSITION_DECIMALS)
@@ -171,67 +220,123 @@ def build_hulls(
     same_composition = (rounded[1:] == rounded[:-1]).all(axis=1)
     first = np.ones(len(below), dtype=bool)
     first[1:] = ~(same_system & same_composition)
-    kept = below[first]
+    return below[first]
 
-    # Each system's points in pymatgen's order: compounds by id, then the references.
-    refs = ref_point[in_system]
+
+def _gather_points(
+    kept: np.ndarray,
+    refs: np.ndarray,
+    dims: np.ndarray,
+    system_of: np.ndarray,
+    rows: np.ndarray,
+    fractions: np.ndarray,
+    energies: np.ndarray,
+) -> _HullPoints:
+    """Each system's points in pymatgen's order: compounds by id, then the references."""
+    n_systems = len(dims)
     point_idx = np.concatenate([kept, refs])
     point_system = np.concatenate([system_of[kept], np.repeat(np.arange(n_systems), dims)])
     rank = np.concatenate([rows[kept], np.full(len(refs), np.iinfo(int).max)])
     order = np.lexsort((rank, point_system))
     point_idx, point_system = point_idx[order], point_system[order]
-    point_rows, point_frac, point_e = rows[point_idx], fractions[point_idx], energies[point_idx]
-    ends = np.cumsum(np.bincount(point_system, minlength=n_systems))
-    starts = ends - np.bincount(point_system, minlength=n_systems)
+    counts = np.bincount(point_system, minlength=n_systems)
+    ends = np.cumsum(counts)
+    return _HullPoints(
+        system=point_system,
+        rows=rows[point_idx],
+        fractions=fractions[point_idx],
+        energies=energies[point_idx],
+        starts=ends - counts,
+        ends=ends,
+    )
 
-    # pymatgen's qhull input per system: fractions without the first element, then the
-    # energy, plus an apex above the centroid so that every non-lower facet contains it.
-    # The systems' blocks are stacked, each followed by its apex row.
-    data = np.zeros((len(point_idx) + n_systems, width))
-    at = np.arange(len(point_idx)) + point_system
-    data[at, : width - 1] = point_frac[:, 1:]
-    data[at, dims[point_system] - 1] = point_e
-    apex_at = ends + np.arange(n_systems)
-    top = np.maximum.reduceat(data.max(axis=1), starts + np.arange(n_systems))
+
+def _qhull_input(points: _HullPoints, dims: np.ndarray, in_system: np.ndarray) -> np.ndarray:
+    """pymatgen's qhull input of every system, stacked, each block followed by its apex row.
+
+    A block holds its points' fractions without the first element, then the energy; the
+    apex sits above the centroid so that every non-lower facet contains it.
+    """
+    n_systems, width = in_system.shape
+    data = np.zeros((len(points.rows) + n_systems, width))
+    at = np.arange(len(points.rows)) + points.system
+    data[at, : width - 1] = points.fractions[:, 1:]
+    data[at, dims[points.system] - 1] = points.energies
+    apex_at = points.ends + np.arange(n_systems)
+    top = np.maximum.reduceat(data.max(axis=1), points.starts + np.arange(n_systems))
     apex = np.where(in_system, 1.0 / dims[:, None], 0.0)
     apex[np.arange(n_systems), dims - 1] = top + 1.0
     data[apex_at] = apex
+    return data
 
+
+def _lower_simplices(
+    data: np.ndarray, bounds: list[tuple[int, int, int]]
+) -> dict[int, list[np.ndarray]]:
+    """qhull of each system of 2+ elements: its simplices without the apex, by dimension.
+
+    The simplices index the stacked points, so one dimension's systems batch together.
+    """
     lower: dict[int, list[np.ndarray]] = {}
-    bounds = list(zip(starts.tolist(), ends.tolist(), dims.tolist(), strict=True))
     for k, (start, end, dim) in enumerate(bounds):
         if dim > 1:
             block = data[start + k : end + k + 1, :dim]
             simplices = ConvexHull(block, qhull_options="Qt i").simplices
             without_apex = simplices[simplices.max(axis=1) < end - start]
             lower.setdefault(dim, []).append(without_apex + start)
+    return lower
 
+
+def _facet_planes(
+    lower: dict[int, list[np.ndarray]], points: _HullPoints
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Per dimension: the non-degenerate lower facets and the plane through each.
+
+    One batched determinant and solve per dimension rather than per system.
+    """
     planes_of: dict[int, np.ndarray] = {}
     facets_of: dict[int, np.ndarray] = {}
     for dim, blocks in lower.items():
         simplices = np.concatenate(blocks)
         mats = np.ones((len(simplices), dim, dim))
-        mats[..., :-1] = point_frac[simplices, 1:dim]
+        mats[..., :-1] = points.fractions[simplices, 1:dim]
         facets = simplices[np.abs(np.linalg.det(mats)) > DEGENERATE_FACET_TOL]
-        solution = np.linalg.solve(point_frac[facets, :dim], point_e[facets][..., None])
+        solution = np.linalg.solve(
+            points.fractions[facets, :dim], points.energies[facets][..., None]
+        )
         planes_of[dim] = solution[..., 0]
         facets_of[dim] = facets
+    return planes_of, facets_of
+
+
+def _assemble_hulls(
+    systems: Sequence[Chemsys],
+    points: _HullPoints,
+    bounds: list[tuple[int, int, int]],
+    planes_of: dict[int, np.ndarray],
+    facets_of: dict[int, np.ndarray],
+) -> list[Hull]:
+    """Split the batched planes, facets and vertices back into one :class:`Hull` per system.
+
+    A one-element system's hull is its reference alone: one facet, one plane at its energy.
+    """
+    n_systems = len(systems)
     facet_ends = {
-        dim: np.cumsum(np.bincount(point_system[f[:, 0]], minlength=n_systems)).tolist()
+        dim: np.cumsum(np.bincount(points.system[f[:, 0]], minlength=n_systems)).tolist()
         for dim, f in facets_of.items()
     }
-    is_vertex = np.zeros(len(point_idx), dtype=bool)
+    is_vertex = np.zeros(len(points.rows), dtype=bool)
     for facets in facets_of.values():
         is_vertex[facets.ravel()] = True
-    vertex_rows = point_rows[is_vertex].tolist()
-    vertex_ends = np.cumsum(np.bincount(point_system[is_vertex], minlength=n_systems)).tolist()
+    vertex_rows = points.rows[is_vertex].tolist()
+    vertex_ends = np.cumsum(np.bincount(points.system[is_vertex], minlength=n_systems)).tolist()
 
     hulls = []
     for k, (start, end, dim) in enumerate(bounds):
         if dim == 1:
-            planes = point_e[end - 1 : end].reshape(1, 1)
+            planes = points.energies[end - 1 : end].reshape(1, 1)
             facets = np.array([[end - 1 - start]])
-            vertices = {int(point_rows[end - 1])}
+            vertices = {int(points.rows[end - 1])}
         else:
             first_facet = facet_ends[dim][k - 1] if k else 0
             planes = planes_of[dim][first_facet : facet_ends[dim][k]]
@@ -243,9 +348,9 @@ def build_hulls(
                 planes=planes,
                 facets=facets,
                 vertex_rows=vertices,
-                point_rows=point_rows[start:end],
-                point_fractions=point_frac[start:end, :dim],
-                point_energies=point_e[start:end],
+                point_rows=points.rows[start:end],
+                point_fractions=points.fractions[start:end, :dim],
+                point_energies=points.energies[start:end],
             )
         )
     return hulls
