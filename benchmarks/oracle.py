@@ -236,7 +236,7 @@ def jobflow_path(settings: dict, structure: Structure, folder: Path) -> None:
     from jobflow import run_locally
     from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 
-    from hullhunter.workflows.oracles.vasp import CUSTODIAN_DEFAULTS, HANDLERS
+    from hullhunter.workflows.oracles.vasp_custodian import CUSTODIAN_DEFAULTS, HANDLERS
 
     run_vasp_kwargs = {
         "vasp_cmd": settings["vasp_cmd"],

@@ -21,7 +21,8 @@ from hullhunter.workflows.oracles import (
     build_oracle,
     get_oracle,
 )
-from hullhunter.workflows.oracles.forcefield import CHGNetEvaluator, ServedCalculator, load_chgnet
+from hullhunter.workflows.oracles.forcefield import load_chgnet
+from hullhunter.workflows.oracles.forcefield_batch import CHGNetEvaluator, ServedCalculator
 
 REAL_STRUCTURES = ("Li2O", "Si", "CsCl", "SrTiO3")
 

@@ -22,7 +22,11 @@ from pymatgen.io.vasp import Incar, Kpoints, Poscar, Potcar, Vasprun
 
 from hullhunter.settings import get_settings
 from hullhunter.workflows.oracles import ForceFieldOracle, VaspNotFoundError, VaspOracle, get_oracle
-from hullhunter.workflows.oracles.vasp import HANDLERS, parse_slurm_time, slurm_remaining_seconds
+from hullhunter.workflows.oracles.vasp_custodian import (
+    HANDLERS,
+    parse_slurm_time,
+    slurm_remaining_seconds,
+)
 
 FROZEN_TIMEOUT_S = 8  # longer than the emulator's start-up, so only a real freeze trips it
 

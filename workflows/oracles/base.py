@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from pymatgen.core import Structure
 from rich.progress import Progress
 
-from hullhunter.workflows.oracles.result import OracleResult, check_ids, structure_problem
+from hullhunter.workflows.oracles.result import (
+    OracleResult,
+    failure_reason,
+    paired_inputs,
+    structure_problem,
+)
 
 ResultCallback = Callable[[OracleResult], None]
 
@@ -55,18 +62,49 @@ class Oracle(ABC):
         on_result: ResultCallback | None = None,
     ) -> list[OracleResult]:
         """Relax each structure in turn; failures are recorded in the result, never raised."""
-        structures, ids = list(structures), [str(i) for i in ids]
-        check_ids(structures, ids)
+        structures, ids = paired_inputs(structures, ids)
         results = []
-        with Progress(disable=not self.progress, transient=True) as progress:
-            task = progress.add_task(f"{self.name} relaxations", total=len(structures))
+        with self.reporting(len(structures), on_result) as report:
             for structure, candidate_id in zip(structures, ids, strict=True):
                 result = self._relax_safely(structure, candidate_id)
                 results.append(result)
+                report(result)
+        return results
+
+    @contextmanager
+    def reporting(self, total: int, on_result: ResultCallback | None) -> Iterator[ResultCallback]:
+        """A callback for each finished result: passes it to ``on_result``, advances the bar."""
+        with Progress(disable=not self.progress, transient=True) as progress:
+            task = progress.add_task(f"{self.name} relaxations", total=total)
+
+            def report(result: OracleResult) -> None:
                 if on_result is not None:
                     on_result(result)
                 progress.advance(task)
-        return results
+
+            yield report
+
+    def failed_result(
+        self,
+        candidate_id: str,
+        structure: Structure,
+        reason: str,
+        *,
+        started: float | None = None,
+        directory: str | None = None,
+        corrections: list[dict[str, Any]] | None = None,
+    ) -> OracleResult:
+        """:meth:`OracleResult.failed` from this oracle, timed from ``started`` (else 0 s)."""
+        return OracleResult.failed(
+            candidate_id,
+            structure,
+            reason,
+            oracle=self.name,
+            oracle_version=self.version,
+            wall_time_s=0.0 if started is None else time.perf_counter() - started,
+            directory=directory,
+            corrections=corrections,
+        )
 
     def _relax_safely(self, structure: Structure, candidate_id: str) -> OracleResult:
         start = time.perf_counter()
@@ -75,12 +113,5 @@ class Oracle(ABC):
             try:
                 return self.relax_one(structure, candidate_id)
             except Exception as exc:  # one failed candidate must not fail the batch
-                problem = f"{type(exc).__name__}: {exc}"
-        return OracleResult.failed(
-            candidate_id,
-            structure,
-            problem,
-            oracle=self.name,
-            oracle_version=self.version,
-            wall_time_s=time.perf_counter() - start,
-        )
+                problem = failure_reason(exc)
+        return self.failed_result(candidate_id, structure, problem, started=start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -140,3 +141,17 @@ def check_ids(structures: list[Structure], ids: list[str]) -> None:
         )
     if len(set(ids)) != len(ids):
         raise ValueError("candidate ids repeat; pass a unique id per structure")
+
+
+def paired_inputs(
+    structures: Sequence[Structure], ids: Sequence[str]
+) -> tuple[list[Structure], list[str]]:
+    """The structures as a list and the ids as strings, checked by :func:`check_ids`."""
+    structures, ids = list(structures), [str(i) for i in ids]
+    check_ids(structures, ids)
+    return structures, ids
+
+
+def failure_reason(exc: BaseException) -> str:
+    """An exception as a result's ``error``: its class name and message."""
+    return f"{type(exc).__name__}: {exc}"
