@@ -81,20 +81,49 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
     ]
     if not amount_maps:
         return {}
+    counts, starts, amounts = _item_amounts(amount_maps)
+    element_symbols, species_code, species_element = _species_elements(
+        amount_maps, starts, int(counts.sum())
+    )
+    system_of, system_masks = _system_codes(
+        species_element, species_code, starts, len(element_symbols)
+    )
+    systems, column_in_system = _systems_of_masks(system_masks, element_symbols)
+    element = species_element[species_code]
+    return _fractions_by_system(
+        systems, system_of, column_in_system, element, counts, starts, amounts
+    )
+
+
+def _item_amounts(amount_maps: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items per composition, each composition's first item, and every item's amount, flat.
+
+    Raises:
+        ValueError: a composition is empty or has a negative amount.
+    """
     n_comps = len(amount_maps)
     counts = np.fromiter(map(len, amount_maps), dtype=np.intp, count=n_comps)
     if not counts.all():
         raise ValueError("an empty composition was given; give at least one element")
-    n_items = int(counts.sum())
     starts = np.zeros(n_comps, dtype=np.intp)
     np.cumsum(counts[:-1], out=starts[1:])
     amounts = np.fromiter(
-        chain.from_iterable(map(dict.values, amount_maps)), dtype=float, count=n_items
+        chain.from_iterable(map(dict.values, amount_maps)), dtype=float, count=int(counts.sum())
     )
     if (amounts < 0).any():
         raise ValueError("a composition has a negative amount; use positive amounts")
+    return counts, starts, amounts
+
+
+def _species_elements(
+    amount_maps: list[dict], starts: np.ndarray, n_items: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The element symbols (sorted), each item's species code, and each species' element column.
+
+    Only one item per distinct species is looked at in Python, to read its symbol.
+    """
     # Species are keyed by id: Elements are singletons, ids hash in C, and the dicts in
-    # ``amount_maps`` keep every species alive (so its id unique) until the end of the call.
+    # ``amount_maps`` keep every species alive (so its id unique) until the caller returns.
     species_ids = np.fromiter(
         map(id, chain.from_iterable(amount_maps)), dtype=np.uint64, count=n_items
     )
@@ -107,14 +136,21 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
     ]
     element_symbols = sorted(set(symbols))
     column_of = {symbol: k for k, symbol in enumerate(element_symbols)}
-
-    # One bit per element (alphabetical order), in as many 64-bit words as needed; the
-    # words of a composition's items OR together into its system's mask.
     species_element = np.array([column_of[symbol] for symbol in symbols])
-    element = species_element[species_code]
-    n_words = (len(element_symbols) + 63) // 64
-    system_of = np.zeros(n_comps, dtype=np.intp)
-    masks = np.zeros((n_comps, n_words), dtype=np.uint64)
+    return element_symbols, species_code, species_element
+
+
+def _system_codes(
+    species_element: np.ndarray, species_code: np.ndarray, starts: np.ndarray, n_elements: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each composition's system code (0..n_systems-1) and each system's element bit mask.
+
+    One bit per element (alphabetical order), in as many 64-bit words as needed; the
+    words of a composition's items OR together into its system's mask.
+    """
+    n_words = (n_elements + 63) // 64
+    system_of = np.zeros(len(starts), dtype=np.intp)
+    masks = np.zeros((len(starts), n_words), dtype=np.uint64)
     for word in range(n_words):
         species_bits = np.where(
             species_element // 64 == word,
@@ -126,9 +162,13 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
         system_of = system_of * len(distinct_words) + word_code
         if word:
             system_of = _factorize(system_of)[1]
-    system_masks = masks[_first_positions(system_of, system_of.max() + 1)]
+    return system_of, masks[_first_positions(system_of, system_of.max() + 1)]
 
-    # Each system's elements and the column of each element within it.
+
+def _systems_of_masks(
+    system_masks: np.ndarray, element_symbols: list[str]
+) -> tuple[list[Chemsys], np.ndarray]:
+    """Each system's elements and the column of each element within it."""
     systems: list[Chemsys] = []
     column_in_system = np.zeros((len(system_masks), len(element_symbols)), dtype=np.intp)
     for k, words in enumerate(system_masks.tolist()):
@@ -136,10 +176,25 @@ def group_compositions(compositions: Iterable[Composition | str | dict]) -> Grou
         members = [e for e in range(len(element_symbols)) if mask >> e & 1]
         systems.append(tuple(element_symbols[e] for e in members))
         column_in_system[k, members] = np.arange(len(members))
+    return systems, column_in_system
+
+
+def _fractions_by_system(
+    systems: list[Chemsys],
+    system_of: np.ndarray,
+    column_in_system: np.ndarray,
+    element: np.ndarray,
+    counts: np.ndarray,
+    starts: np.ndarray,
+    amounts: np.ndarray,
+) -> Groups:
+    """Cut each system's positions and fraction matrix from one dense matrix sorted by system.
+
+    Small integer keys sort by radix sort, several times faster than int64 keys; several
+    species of one element (oxidation states) add up in bincount.
+    """
+    n_comps = len(system_of)
     width = max(map(len, systems))
-    # Compositions sorted by system (small integer keys sort by radix sort, several times
-    # faster than int64 keys), then one dense fraction matrix in that order; several
-    # species of one element (oxidation states) add up in bincount.
     keys = system_of.astype(np.uint16) if len(systems) <= 2**16 else system_of
     order = np.argsort(keys, kind="stable")
     rank = np.empty(n_comps, dtype=np.intp)
