@@ -28,6 +28,8 @@ from mongoengine import (
 from monty.json import jsanitize
 from pymatgen.core import Composition, Structure
 
+from hullhunter.frames import Frame, frames_from_bytes
+
 CANDIDATE_STATES = ("generated", "selected", "relaxing", "relaxed", "failed", "rejected")
 CALCULATION_STATES = ("completed", "unconverged", "failed")
 CAMPAIGN_STATES = ("submitted", "running", "paused", "completed", "failed", "cancelled")
@@ -180,10 +182,8 @@ class Calculation(_HasStructure, Document):
         ],
     }
 
-    def get_frames(self) -> list[Any]:
-        """The relaxation's frames (``hullhunter.workflows.oracles.trajectory.Frame``)."""
-        from hullhunter.workflows.oracles.trajectory import frames_from_bytes
-
+    def get_frames(self) -> list[Frame]:
+        """The relaxation's frames (:class:`hullhunter.frames.Frame`), from GridFS."""
         if not self.n_frames:
             return []
         return frames_from_bytes(self.trajectory.read())

@@ -34,11 +34,9 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import track
 from torch.utils.data import DataLoader
 
+from hullhunter.frames import Frame
 from hullhunter.models import composition_hash_split
-from hullhunter.workflows.oracles.trajectory import (
-    Frame,
-    frame_from_atoms,
-)
+from hullhunter.workflows.oracles.trajectory import frame_from_atoms
 
 # Layers frozen for fine-tuning, as in chgnet's fine-tuning example: the embeddings, basis
 # expansions, the first three atom convolutions and all bond/angle updates stay pretrained;

@@ -15,9 +15,9 @@ from chgnet.model import CHGNet
 from monty.json import jsanitize
 
 from hullhunter.documents import Calculation
+from hullhunter.frames import Frame
 from hullhunter.workflows.finetune import finetune_on_trajectories
 from hullhunter.workflows.model_store import model_weights, save_model_version
-from hullhunter.workflows.oracles.trajectory import Frame
 
 
 def campaign_trajectories(campaign: str, oracle: str | None = None) -> list[list[Frame]]:

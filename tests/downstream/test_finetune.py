@@ -7,6 +7,7 @@ from ase.calculators.emt import EMT
 from pymatgen.core import Lattice, Structure
 
 from hullhunter.documents import ModelVersion
+from hullhunter.frames import Frame, frames_from_bytes, frames_to_bytes
 from hullhunter.models import composition_hash_split
 from hullhunter.workflows.finetune import (
     chgnet_calculator,
@@ -25,7 +26,6 @@ from hullhunter.workflows.learned_potential import (
     load_potential,
 )
 from hullhunter.workflows.oracles import OracleResult
-from hullhunter.workflows.oracles.trajectory import Frame, frames_from_bytes, frames_to_bytes
 from hullhunter.workflows.report import _learned_potential as report_section
 from hullhunter.workflows.round.relax import save_calculation
 

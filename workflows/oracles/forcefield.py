@@ -31,6 +31,7 @@ from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from threadpoolctl import threadpool_limits
 
+from hullhunter.frames import Frame
 from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
 from hullhunter.workflows.oracles.forcefield_batch import (
     CHGNetEvaluator,
@@ -44,7 +45,7 @@ from hullhunter.workflows.oracles.registry import (
     register_oracle,
 )
 from hullhunter.workflows.oracles.result import OracleResult
-from hullhunter.workflows.oracles.trajectory import Frame, atoms_to_structure, frame_from_atoms
+from hullhunter.workflows.oracles.trajectory import atoms_to_structure, frame_from_atoms
 
 if TYPE_CHECKING:
     from chgnet.model import CHGNet

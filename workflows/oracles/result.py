@@ -10,7 +10,7 @@ from monty.json import jsanitize
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
-from hullhunter.workflows.oracles.trajectory import Frame
+from hullhunter.frames import Frame
 
 MIN_DISTANCE_A = 0.5
 """Atoms closer than this (in Å) make a structure unphysical: no oracle is asked about it."""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
-from hullhunter.workflows.oracles.trajectory import Frame
+from hullhunter.frames import Frame
 from hullhunter.workflows.oracles.vasp_custodian import custodian_corrections, stopped_by_walltime
 
 MAKERS = ("double_relax", "double_relax_static")

@@ -15,9 +15,9 @@ from mongoengine import GridFSProxy
 from pymatgen.core import Composition
 
 from hullhunter.documents import Calculation, Candidate, chemsys_of, structure_dict
+from hullhunter.frames import frames_to_bytes
 from hullhunter.workflows.oracles import OracleResult
 from hullhunter.workflows.oracles.registry import OracleContext, OracleSettings, build_oracle
-from hullhunter.workflows.oracles.trajectory import frames_to_bytes
 
 
 def relax(
