@@ -213,6 +213,19 @@ def _train_members(
     return best_states, stopped_at.tolist()
 
 
+@dataclass
+class _Standardisation:
+    """Constants fixed before training: mean neighbour count and the target's shift and scale."""
+
+    avg_neighbors: float
+    shift: float
+    scale: float
+
+    def targets(self, formation: np.ndarray) -> torch.Tensor:
+        """Standardised formation energies: what the networks are trained to predict."""
+        return torch.tensor((formation - self.shift) / self.scale, dtype=torch.float32)
+
+
 def _fit(
     data: _Dataset,
     config: GNoMEConfig,
@@ -222,6 +235,10 @@ def _fit(
     init_from: Ensemble | CompositionEnsemble | None,
     train_index: np.ndarray | None = None,
 ) -> tuple[Ensemble | CompositionEnsemble, dict[str, Any]]:
+    """Train ``n_models`` members, stack them into one ensemble, and measure it on each split.
+
+    ``train_index`` overrides the training split (scaling curves train on subsets of it).
+    """
     started = time.perf_counter()
     if n_models < 1:
         raise ValueError(f"n_models must be >= 1, got {n_models}")
@@ -233,59 +250,12 @@ def _fit(
             "no training example after the composition-hash split; give more compositions "
             "or set test_split=False"
         )
-    train_graphs = [data.graphs[i] for i in train_idx]
-    if init_from is not None:
-        _check_warm_start(init_from, config, compositional)
-        avg_neighbors = float(init_from.network.avg_neighbors)
-        shift = float(init_from.network.target_shift)
-        scale = float(init_from.network.target_scale)
-    else:
-        avg_neighbors = (
-            average_neighbours(train_graphs)
-            if config.avg_neighbors == "auto"
-            else float(config.avg_neighbors)
-        )
-        shift = float(data.formation[train_idx].mean())
-        scale = float(max(data.formation[train_idx].std(), 1e-3))
-
-    def standardise(idx: np.ndarray) -> torch.Tensor:
-        return torch.tensor((data.formation[idx] - shift) / scale, dtype=torch.float32)
-
+    constants = _standardisation(data, train_idx, config, compositional, init_from)
     device = resolve_device(config.device)
-    val_graphs = [data.graphs[i] for i in val_idx]
-    states: list[dict[str, torch.Tensor]] = []
-    epochs_run: list[int] = []
-    # joint: all members in one stacked network (shared batch order); else one at a time
-    groups = [list(range(n_models))] if config.joint_members else [[m] for m in range(n_models)]
-    with Progress(disable=not config.progress) as bar:
-        task = bar.add_task("training", total=len(groups) * config.epochs)
-        for number, members in enumerate(groups):
-            seed = config.seed + members[0]
-            torch.manual_seed(seed)
-            network = build_network(config, len(members), compositional, avg_neighbors)
-            if init_from is not None:
-                warm = init_from.member_state_dicts()
-                network.load_state_dict(
-                    stack_state_dicts([warm[m % init_from.n_models] for m in members])
-                )
-            network.target_shift.fill_(shift)
-            network.target_scale.fill_(scale)
-            network.to(device)
-            group_states, group_epochs = _train_members(
-                network,
-                train_graphs,
-                standardise(train_idx),
-                val_graphs,
-                standardise(val_idx),
-                config,
-                seed,
-                device,
-                lambda: bar.advance(task),
-            )
-            states += [{k: v.cpu() for k, v in st.items()} for st in group_states]
-            epochs_run += group_epochs
-            bar.update(task, completed=(number + 1) * config.epochs)
-    stacked = build_network(config, n_models, compositional, avg_neighbors)
+    states, epochs_run = _train_groups(
+        data, train_idx, val_idx, config, n_models, compositional, init_from, constants, device
+    )
+    stacked = build_network(config, n_models, compositional, constants.avg_neighbors)
     stacked.load_state_dict(stack_state_dicts(states))
     ensemble_cls = CompositionEnsemble if compositional else Ensemble
     ensemble = ensemble_cls(stacked.to(device), config, elemental_energies)
@@ -296,20 +266,119 @@ def _fit(
         "n_skipped_nonfinite": data.n_skipped,
         "n_models": n_models,
         "epochs_run": epochs_run,
-        "avg_neighbors": avg_neighbors,
+        "avg_neighbors": constants.avg_neighbors,
         "warm_start": init_from is not None,
     }
-    for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
-        if len(idx):
-            members = ensemble._formation_energies([data.graphs[i] for i in idx], [1.0])
-            error = np.median(members, axis=1) - data.formation[idx]
-            metrics[f"{name}_mae"] = float(np.abs(error).mean())
-            metrics[f"{name}_member_mae"] = (
-                np.abs(members - data.formation[idx, None]).mean(0).tolist()
-            )
+    splits = {"train": train_idx, "val": val_idx, "test": test_idx}
+    metrics.update(_split_errors(ensemble, data, splits))
     metrics["wall_time_s"] = time.perf_counter() - started
     ensemble.metadata = {"metrics": metrics}
     return ensemble, metrics
+
+
+def _standardisation(
+    data: _Dataset,
+    train_idx: np.ndarray,
+    config: GNoMEConfig,
+    compositional: bool,
+    init_from: Ensemble | CompositionEnsemble | None,
+) -> _Standardisation:
+    """A warm start's constants (it must keep them), else those of the training split."""
+    if init_from is not None:
+        _check_warm_start(init_from, config, compositional)
+        return _Standardisation(
+            avg_neighbors=float(init_from.network.avg_neighbors),
+            shift=float(init_from.network.target_shift),
+            scale=float(init_from.network.target_scale),
+        )
+    avg_neighbors = (
+        average_neighbours([data.graphs[i] for i in train_idx])
+        if config.avg_neighbors == "auto"
+        else float(config.avg_neighbors)
+    )
+    return _Standardisation(
+        avg_neighbors=avg_neighbors,
+        shift=float(data.formation[train_idx].mean()),
+        scale=float(max(data.formation[train_idx].std(), 1e-3)),
+    )
+
+
+def _group_network(
+    config: GNoMEConfig,
+    members: list[int],
+    compositional: bool,
+    init_from: Ensemble | CompositionEnsemble | None,
+    constants: _Standardisation,
+    device: torch.device,
+) -> GNoMENetwork:
+    """A fresh stacked network for these members, warm-started from ``init_from`` if given."""
+    network = build_network(config, len(members), compositional, constants.avg_neighbors)
+    if init_from is not None:
+        warm = init_from.member_state_dicts()
+        network.load_state_dict(stack_state_dicts([warm[m % init_from.n_models] for m in members]))
+    network.target_shift.fill_(constants.shift)
+    network.target_scale.fill_(constants.scale)
+    return network.to(device)
+
+
+def _train_groups(
+    data: _Dataset,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    config: GNoMEConfig,
+    n_models: int,
+    compositional: bool,
+    init_from: Ensemble | CompositionEnsemble | None,
+    constants: _Standardisation,
+    device: torch.device,
+) -> tuple[list[dict[str, torch.Tensor]], list[int]]:
+    """Each member's trained weights (on the CPU) and epochs run, in member order.
+
+    With ``joint_members`` all members train in one stacked network (shared batch order),
+    else one at a time; a group's seed is ``config.seed`` plus its first member.
+    """
+    train_graphs = [data.graphs[i] for i in train_idx]
+    val_graphs = [data.graphs[i] for i in val_idx]
+    states: list[dict[str, torch.Tensor]] = []
+    epochs_run: list[int] = []
+    groups = [list(range(n_models))] if config.joint_members else [[m] for m in range(n_models)]
+    with Progress(disable=not config.progress) as bar:
+        task = bar.add_task("training", total=len(groups) * config.epochs)
+        for number, members in enumerate(groups):
+            seed = config.seed + members[0]
+            torch.manual_seed(seed)
+            network = _group_network(config, members, compositional, init_from, constants, device)
+            group_states, group_epochs = _train_members(
+                network,
+                train_graphs,
+                constants.targets(data.formation[train_idx]),
+                val_graphs,
+                constants.targets(data.formation[val_idx]),
+                config,
+                seed,
+                device,
+                lambda: bar.advance(task),
+            )
+            states += [{k: v.cpu() for k, v in st.items()} for st in group_states]
+            epochs_run += group_epochs
+            bar.update(task, completed=(number + 1) * config.epochs)
+    return states, epochs_run
+
+
+def _split_errors(
+    ensemble: Ensemble | CompositionEnsemble, data: _Dataset, splits: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """Per non-empty split: the MAE of the members' median and of each member (eV/atom)."""
+    errors: dict[str, Any] = {}
+    for name, idx in splits.items():
+        if len(idx):
+            members = ensemble._formation_energies([data.graphs[i] for i in idx], [1.0])
+            error = np.median(members, axis=1) - data.formation[idx]
+            errors[f"{name}_mae"] = float(np.abs(error).mean())
+            errors[f"{name}_member_mae"] = (
+                np.abs(members - data.formation[idx, None]).mean(0).tolist()
+            )
+    return errors
 
 
 def _check_warm_start(
