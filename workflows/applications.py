@@ -181,58 +181,30 @@ def li_ion_conductor_candidates(
     records = []
     for item in _items(materials, ids, decomposition_energies):
         composition = item.structure.composition
-        reasons, passed = [], True
-
+        checks: list[tuple[bool, str]] = []
         if require_stable:
-            e_decomp = item.decomposition_energy
-            if e_decomp is None:
-                passed = False
-                reasons.append("stability unknown: no decomposition energy given")
-            elif e_decomp > max_decomposition_energy:
-                passed = False
-                reasons.append(f"unstable: E_decomp {e_decomp:.4f} eV/atom above the hull")
-            else:
-                reasons.append(f"stable: E_decomp {e_decomp:.4f} eV/atom")
-
+            checks.append(_stability_check(item.decomposition_energy, max_decomposition_energy))
         fraction = composition.get_atomic_fraction(mobile_ion)
-        if fraction == 0:
-            passed = False
-            reasons.append(f"contains no {mobile_ion}")
-        elif not min_ion_fraction <= fraction <= max_ion_fraction:
-            passed = False
-            reasons.append(
-                f"{mobile_ion} fraction {fraction:.3f} outside "
-                f"[{min_ion_fraction}, {max_ion_fraction}]"
-            )
-        else:
-            reasons.append(f"{mobile_ion} fraction {fraction:.3f}")
-
-        redox_metals = sorted(
-            el.symbol
-            for el in composition.elements
-            if (el.is_transition_metal or el.is_rare_earth)
-            and el.symbol not in fixed_valence_metals
+        checks.append(_ion_fraction_check(fraction, mobile_ion, min_ion_fraction, max_ion_fraction))
+        redox_metals = _variable_valence_metals(composition, fixed_valence_metals)
+        checks.append(
+            (False, f"variable-valence metals: {', '.join(redox_metals)}")
+            if redox_metals
+            else (True, "no variable-valence metals")
         )
-        if redox_metals:
-            passed = False
-            reasons.append(f"variable-valence metals: {', '.join(redox_metals)}")
-        else:
-            reasons.append("no variable-valence metals")
-
         oxidation_states = charge_balanced_ionic(composition)
-        if oxidation_states is None:
-            passed = False
-            reasons.append("wide-gap proxy fails: not charge-balanced ionic in common states")
-        else:
-            reasons.append("wide-gap proxy: charge-balanced ionic in common oxidation states")
-
+        checks.append(
+            (False, "wide-gap proxy fails: not charge-balanced ionic in common states")
+            if oxidation_states is None
+            else (True, "wide-gap proxy: charge-balanced ionic in common oxidation states")
+        )
         records.append(
             ScreenRecord(
                 material_id=item.material_id,
                 formula=composition.reduced_formula,
                 screen="li_ion_conductor_candidates",
-                passed=passed,
-                reasons=reasons,
+                passed=all(ok for ok, _ in checks),
+                reasons=[reason for _, reason in checks],
                 details={
                     "ion_fraction": fraction,
                     "decomposition_energy": item.decomposition_energy,
@@ -242,6 +214,40 @@ def li_ion_conductor_candidates(
             )
         )
     return records
+
+
+def _stability_check(e_decomp: float | None, max_decomposition_energy: float) -> tuple[bool, str]:
+    """Whether the material lies within ``max_decomposition_energy`` of the hull, and why."""
+    if e_decomp is None:
+        return False, "stability unknown: no decomposition energy given"
+    if e_decomp > max_decomposition_energy:
+        return False, f"unstable: E_decomp {e_decomp:.4f} eV/atom above the hull"
+    return True, f"stable: E_decomp {e_decomp:.4f} eV/atom"
+
+
+def _ion_fraction_check(
+    fraction: float, mobile_ion: str, min_fraction: float, max_fraction: float
+) -> tuple[bool, str]:
+    """Whether the mobile ion's atom fraction is in [min_fraction, max_fraction], and why."""
+    if fraction == 0:
+        return False, f"contains no {mobile_ion}"
+    if not min_fraction <= fraction <= max_fraction:
+        return (
+            False,
+            f"{mobile_ion} fraction {fraction:.3f} outside [{min_fraction}, {max_fraction}]",
+        )
+    return True, f"{mobile_ion} fraction {fraction:.3f}"
+
+
+def _variable_valence_metals(
+    composition: Composition, fixed_valence_metals: frozenset[str]
+) -> list[str]:
+    """The d- and f-block metals of ``composition`` that can change valence, sorted."""
+    return sorted(
+        el.symbol
+        for el in composition.elements
+        if (el.is_transition_metal or el.is_rare_earth) and el.symbol not in fixed_valence_metals
+    )
 
 
 def family_view(
