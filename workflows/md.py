@@ -247,7 +247,29 @@ def conductivity(
     if structure.composition[mobile_ion] == 0:
         result.reason = f"no {mobile_ion} in {result.formula}: nothing to diffuse"
         return result
+    cell = _simulation_cell(structure, settings, result)
+    if cell is None:
+        return result
+    positions, steps, drift, failure = run_md(
+        cell, calculator or chgnet_calculator(), settings, progress=progress
+    )
+    result.steps_run, result.n_frames = steps, len(positions)
+    result.energy_drift_ev_per_atom = drift
+    result.wall_time_s = time.perf_counter() - start
+    if failure:
+        result.status, result.reason = "failed", failure
+        return result
+    return _analyse_diffusion(cell, positions, settings, result)
 
+
+def _simulation_cell(
+    structure: Structure, settings: MDSettings, result: MDResult
+) -> Structure | None:
+    """The cell to simulate (a supercell if too narrow), recorded in ``result``.
+
+    None, with ``result`` failed, when atoms of the input are already too close: MD from
+    there would only blow up.
+    """
     cell, scaling, note = ensure_min_width(structure, settings.min_cell_width)
     result.supercell, result.n_atoms = scaling, len(cell)
     result.structure = cell.as_dict()
@@ -259,28 +281,28 @@ def conductivity(
         result.reason = (
             f"atoms too close in the input ({closest:.2f} Å < {settings.min_distance} Å)"
         )
-        return result
+        return None
+    return cell
 
-    positions, steps, drift, failure = run_md(
-        cell, calculator or chgnet_calculator(), settings, progress=progress
-    )
-    result.steps_run, result.n_frames = steps, len(positions)
-    result.energy_drift_ev_per_atom = drift
-    result.wall_time_s = time.perf_counter() - start
-    if failure:
-        result.status, result.reason = "failed", failure
-        return result
+
+def _analyse_diffusion(
+    cell: Structure, positions: np.ndarray, settings: MDSettings, result: MDResult
+) -> MDResult:
+    """Diffusivity and conductivity of ``result.mobile_ion`` from the production frames.
+
+    Completes ``result``, or fails it with the reason when no positive diffusivity can be
+    measured; the superionic flag is set only at GNoME's 1,000 K.
+    """
     if len(positions) < 2:
         result.status = "failed"
         result.reason = "fewer than 2 production frames; lengthen duration_ps or sample more"
         return result
-
     displacements = np.transpose(positions - positions[0], (1, 0, 2))
     try:
         analyzer = DiffusionAnalyzer(
             cell,
             displacements,
-            mobile_ion,
+            result.mobile_ion,
             settings.temperature_k,
             settings.timestep_fs,
             settings.sample_every,
