@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -75,12 +77,13 @@ class KnownWorld:
         self.matcher = matcher or StructureMatcher(comparator=ElementComparator())
         self._sources: dict[str, set[str]] = defaultdict(set)
         self._crystals: dict[str, list[Seed]] = defaultdict(list)
-        for formula, sources in (compositions or {}).items():
-            self._sources[reduced_formula(formula)].update(sources)
-        for source, group in seeds:
-            for seed in group:
-                self._sources[seed.formula].add(source)
-                self._crystals[seed.formula].append(seed)
+        with _noble_gases_quiet():
+            for formula, sources in (compositions or {}).items():
+                self._sources[reduced_formula(formula)].update(sources)
+            for source, group in seeds:
+                for seed in group:
+                    self._sources[seed.formula].add(source)
+                    self._crystals[seed.formula].append(seed)
 
     def __len__(self) -> int:
         """Number of known compositions."""
@@ -117,9 +120,18 @@ def mp_compositions() -> dict[str, set[str]]:
             data = json.load(handle)
         # calc_compounds maps a formula to its entry; exp_compounds is a list of records
         formulas = data if isinstance(data, dict) else [record["formula"] for record in data]
-        for formula in formulas:
-            out[reduced_formula(formula)].add(source)
+        with _noble_gases_quiet():
+            for formula in formulas:
+                out[reduced_formula(formula)].add(source)
     return dict(out)
+
+
+@contextmanager
+def _noble_gases_quiet() -> Iterator[None]:
+    """Reduced formulas of He, Ne, Ar warn (no Pauling electronegativity; pymatgen uses NaN)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No Pauling electronegativity")
+        yield
 
 
 @lru_cache(maxsize=4)
