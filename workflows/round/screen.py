@@ -81,9 +81,10 @@ def choose(
 ) -> list[tuple[Candidate, str]]:
     """The round's picks with their kind, every pending candidate scored by the structural model.
 
-    AIRSS candidates compete among themselves (best structure per composition within the
-    threshold, no exploration share) for at most half of the places when both pipelines ran;
-    the structural candidates take the rest by :func:`select_for_oracle`.
+    AIRSS candidates compete among themselves (the best structure per composition within the
+    threshold, as GNoME kept the best of its random structures; no exploration share) for at
+    most half of the places when both pipelines ran; the structural candidates take the rest
+    by :func:`select_for_oracle`, their exploration share drawn from the structural pool.
     """
     if places <= 0 or not pending:
         return []
@@ -94,12 +95,9 @@ def choose(
     airss_places = (places + 1) // 2 if structural else places
     chosen = [
         (pending[airss[pick.index]], COMPOSITIONAL)
-        for pick in _select(pending, decomposition, airss, airss_places, config, 0.0, rng)
+        for pick in _select(pending, decomposition, airss, airss_places, config, rng, airss=True)
     ]
-    exploration = config.screening.exploration_fraction
-    for pick in _select(
-        pending, decomposition, structural, places - len(chosen), config, exploration, rng
-    ):
+    for pick in _select(pending, decomposition, structural, places - len(chosen), config, rng):
         chosen.append((pending[structural[pick.index]], pick.kind))
     return chosen
 
@@ -110,10 +108,13 @@ def _select(
     subset: list[int],
     places: int,
     config: CampaignConfig,
-    exploration_fraction: float,
     rng: random.Random,
+    airss: bool = False,
 ) -> list[Pick]:
-    """:func:`select_for_oracle` over ``subset`` of the pool (picks index into ``subset``)."""
+    """:func:`select_for_oracle` over ``subset`` of the pool (picks index into ``subset``).
+
+    ``airss``: one structure per composition and no exploration share, whatever the settings.
+    """
     if not subset or places <= 0:
         return []
     return select_for_oracle(
@@ -121,8 +122,8 @@ def _select(
         decomposition[subset],
         places,
         config.screening.max_decomposition_energy,
-        exploration_fraction,
-        config.screening.one_per_composition,
+        0.0 if airss else config.screening.exploration_fraction,
+        airss or config.screening.one_per_composition,
         rng,
     )
 
