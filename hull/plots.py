@@ -61,7 +61,11 @@ def plot_selection_hit_rate(round_metrics: Sequence[dict], path: str | Path) -> 
     rounds = [m["round"] for m in round_metrics]
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
-    for kind, style in (("screened", "o-"), ("exploration", "s--"), ("compositional", "^:")):
+    for kind, style, below in (
+        ("screened", "o-", False),
+        ("exploration", "s--", True),
+        ("compositional", "^:", False),
+    ):
         counts = [m.get("selection", {}).get(kind, {}) for m in round_metrics]
         if not any(c.get("accepted") for c in counts):
             continue
@@ -73,7 +77,7 @@ def plot_selection_hit_rate(round_metrics: Sequence[dict], path: str | Path) -> 
                     f"{c['hits']}/{c['accepted']}",
                     (round_, rate),
                     textcoords="offset points",
-                    xytext=(0, 6),
+                    xytext=(0, -14 if below else 6),  # apart where the rates coincide
                     ha="center",
                     fontsize=8,
                     color=line.get_color(),
@@ -81,7 +85,7 @@ def plot_selection_hit_rate(round_metrics: Sequence[dict], path: str | Path) -> 
     ax.set_xlabel("round")
     ax.set_ylabel("fraction stable vs hull before the round")
     ax.set_xticks(rounds)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(-0.08, 1.05)
     ax.legend()
     return _save(fig, path)
 
@@ -130,6 +134,7 @@ def plot_novelty(round_metrics: Sequence[dict], path: str | Path) -> Path:
     ax.set_xlabel("round")
     ax.set_ylabel("new materials on the hull")
     ax.set_xticks(rounds)
+    ax.set_ylim(0, 1.3 * max(bottom.max(), 1))  # room for the legend
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     return _save(fig, path)
