@@ -130,7 +130,7 @@ class Candidate(_HasStructure, Document):
     predicted_uncertainty = FloatField()
     predicted_decomposition_energy = FloatField()
     status = StringField(choices=CANDIDATE_STATES, default="generated")
-    # why the screen picked it (workflows.round.screen.SELECTION_KINDS); None if never picked
+    # why the screen picked it (workflows.round.records.SELECTION_KINDS); None if never picked
     selected_as = StringField(choices=("seed", "screened", "exploration", "compositional"))
     created_at = DateTimeField(default=utcnow)
     meta = {

@@ -51,7 +51,7 @@ def write_report(name: str, folder: Path | str) -> Path:
         "shipped seeds, pymatgen's MP compositions, the user's seeds): novel composition / "
         "new polymorph / rediscovered.",
         "",
-        "| round | generated | selected | relaxed | hits | hit rate | screened hits "
+        "| round | generated | selected | relaxed | hits | hit rate (all picks) | screened hits "
         "| exploration hits | AIRSS hits | enrichment | model MAE (meV/atom) "
         "| screen precision | screen recall | novel / polymorph / rediscovered "
         "| on hull (total) |",

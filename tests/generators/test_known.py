@@ -12,7 +12,7 @@ from hullhunter.generators.known import (
     known_world,
     mp_compositions,
 )
-from hullhunter.workflows.round.screen import SELECTION_KINDS
+from hullhunter.workflows.round.records import SELECTION_KINDS
 
 
 def test_known_composition_without_a_structure_is_a_new_polymorph_never_novel():

@@ -22,10 +22,14 @@ from hullhunter.campaign_config import CampaignConfig
 from hullhunter.documents import Calculation, Candidate, Material, Round, mongo_safe
 from hullhunter.generators.known import NOVELTY_CLASSES, KnownWorld, Novelty, known_world
 from hullhunter.hull import STABILITY_TOL, EntryRecord, HullSet, classification_metrics
-from hullhunter.workflows.round.records import SEED_ROUND, load_campaign, usable_calculations
-
-# the kinds of oracle picks whose hit rates are compared (workflows.round.screen)
-SCREENED, EXPLORATION, COMPOSITIONAL = "screened", "exploration", "compositional"
+from hullhunter.workflows.round.records import (
+    COMPOSITIONAL,
+    EXPLORATION,
+    SCREENED,
+    SEED_ROUND,
+    load_campaign,
+    usable_calculations,
+)
 
 
 def entry(calc: Calculation) -> ComputedStructureEntry:

@@ -22,13 +22,14 @@ from hullhunter.campaign_config import CampaignConfig
 from hullhunter.documents import Calculation, Candidate
 from hullhunter.workflows.model_store import latest_ensemble
 from hullhunter.workflows.round.hull import build_hull
-from hullhunter.workflows.round.records import SEED_ROUND
-
-SEED = "seed"
-SCREENED = "screened"
-EXPLORATION = "exploration"
-COMPOSITIONAL = "compositional"
-SELECTION_KINDS = (SEED, SCREENED, EXPLORATION, COMPOSITIONAL)
+from hullhunter.workflows.round.records import (
+    COMPOSITIONAL,
+    EXPLORATION,
+    SCREENED,
+    SEED,
+    SEED_ROUND,
+    SELECTION_KINDS,
+)
 
 
 class Pick(NamedTuple):
