@@ -111,7 +111,7 @@ def plot_model_error(round_metrics: Sequence[dict], path: str | Path) -> Path:
     ax.set_xlabel("round")
     ax.set_ylabel("model MAE vs oracle (meV/atom)")
     ax.set_xticks(rounds)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.15 * 1000 * max(m["model_mae_ev_per_atom"] for m in rows))  # labels fit
     return _save(fig, path)
 
 
