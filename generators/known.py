@@ -50,7 +50,14 @@ MP_COMPOSITION_FILES = {
 
 @dataclass(frozen=True)
 class Novelty:
-    """A material's novelty class and the evidence for it."""
+    """A material's novelty class and the evidence for it.
+
+    Attributes:
+        novelty: one of :data:`NOVELTY_CLASSES`.
+        known_in: sources that know the composition (empty for novel ones).
+        compared: known crystals of the composition tried with the matcher.
+        match_id: the known crystal that matches (rediscovered only).
+    """
 
     novelty: str
     known_in: tuple[str, ...]

@@ -14,19 +14,20 @@ from hullhunter.generators.known import (
 )
 from hullhunter.workflows.round.records import SELECTION_KINDS
 
+FIVE_SITES = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0.5, 0.5]]
+
 
 def test_known_composition_without_a_structure_is_a_new_polymorph_never_novel():
     world = KnownWorld(compositions=mp_compositions())
-    spinel_like = Structure(Lattice.cubic(4.0), ["Mn", "Mn", "O", "O", "O"], [[0, 0, 0],
-        [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0.5, 0.5]])  # fmt: skip
-    verdict = world.classify(spinel_like)  # Mn2O3: in MP's lists, no structure to compare
+    mn2o3 = Structure(Lattice.cubic(4.0), ["Mn", "Mn", "O", "O", "O"], FIVE_SITES)
+    verdict = world.classify(mn2o3)  # in MP's formula lists, no structure to compare
     assert verdict.novelty == "new_polymorph" and verdict.compared == 0
     assert verdict.known_in == (
         "mp computed entries (pymatgen)",
         "mp experimental enthalpies (pymatgen)",
     )
-    assert world.classify(Structure(Lattice.cubic(3.0), ["Mn", "O", "O", "O"],
-        [[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]])).novelty == "novel"  # fmt: skip
+    mno3 = Structure(Lattice.cubic(3.0), ["Mn", "O", "O", "O"], FIVE_SITES[:4])
+    assert world.classify(mno3).novelty == "novel"
 
 
 @pytest.mark.slow
@@ -34,8 +35,7 @@ def test_user_seeds_and_every_shipped_seed_are_known(tmp_path):
     builtin = known_world()
     # all shipped seeds, not only a campaign's elements: 4,215 formulas plus MP's lists
     assert len(builtin) > 5000 and builtin.known_in("CsH") and builtin.known_in("GaTe")
-    invented = Structure(Lattice.cubic(4.6), ["Li", "Na", "Mn", "O", "O"],
-        [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0.5, 0.5]])  # fmt: skip
+    invented = Structure(Lattice.cubic(4.6), ["Li", "Na", "Mn", "O", "O"], FIVE_SITES)
     assert builtin.classify(invented).novelty == "novel"
     path = tmp_path / "mine.json"
     path.write_text(invented.to_json())
