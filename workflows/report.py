@@ -73,6 +73,7 @@ def write_report(name: str, folder: Path | str) -> Path:
             f"| {_novelty(novelty)} "
             f"| {_cell(row['on_hull_total'])} |"
         )
+    lines += _all_rounds(metrics[rounds[-1].number]) if rounds else []
     with_metrics = [r.metrics for r in rounds if r.metrics and "hit_rate" in r.metrics]
     if with_metrics:
         plot_hit_rate(with_metrics, folder / "hit_rate.png")
@@ -131,6 +132,23 @@ def write_report(name: str, folder: Path | str) -> Path:
     return summary
 
 
+def _all_rounds(latest: dict) -> list[str]:
+    """Hit rates and the screen's call over every round so far (a round's samples are small)."""
+    selection, screening = latest.get("cumulative_selection"), latest.get("cumulative_screening")
+    if not selection or not screening:
+        return []
+    n = sum(screening[key] for key in ("tp", "fp", "tn", "fn"))
+    return [
+        "",
+        f"All rounds so far: screened hits {_hits(selection['screened'])}, exploration hits "
+        f"{_hits(selection['exploration'])}, AIRSS hits {_hits(selection['compositional'])}, "
+        f"enrichment {_times(latest.get('cumulative_enrichment'))}; the screen's call on "
+        f"{n} labelled picks: precision {_pct(screening['precision'])}, recall "
+        f"{_pct(screening['recall'])}, F1 {_fraction(screening['f1'])}, "
+        f"DAF {_times(screening['daf'])} (over the picks' own prevalence).",
+    ]
+
+
 def _application_screens(name: str) -> list[str]:
     """GNoME's application screens over the campaign's materials."""
     lines = ["", "## Application screens (seeds and discoveries)", ""]
@@ -180,6 +198,10 @@ def _novelty(counts: dict | None) -> str:
     if counts is None:
         return "–"
     return " / ".join(str(counts.get(kind, 0)) for kind in NOVELTY_CLASSES)
+
+
+def _fraction(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def _times(value: float | None) -> str:

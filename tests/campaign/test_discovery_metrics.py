@@ -48,6 +48,31 @@ def add_result(name: str, cid: str, round_number: int, structure: Structure, for
     ).save()
 
 
+def add_candidate(
+    name: str,
+    cid: str,
+    round_number: int,
+    structure: Structure,
+    formation: float,
+    kind: str,
+    predicted: float,
+):
+    """The relaxed candidate behind a result: why it was picked and what the screen said."""
+    Candidate(
+        candidate_id=cid,
+        campaign=name,
+        round=round_number,
+        structure=structure.as_dict(),
+        formula=structure.composition.reduced_formula,
+        chemsys="Mn-O",
+        generator="substitution",
+        predicted_energy_per_atom=energy_per_atom(structure, formation) + 0.01,
+        predicted_decomposition_energy=predicted,
+        status="relaxed",
+        selected_as=kind,
+    ).save()
+
+
 @pytest.mark.slow
 def test_round_metrics_keep_selection_kinds_apart_and_class_novelty(database, tmp_path):
     name = "figures"
@@ -72,19 +97,7 @@ def test_round_metrics_keep_selection_kinds_apart_and_class_novelty(database, tm
     ]
     for cid, structure, formation, kind, predicted in picks:
         add_result(name, cid, 1, structure, formation)
-        Candidate(
-            candidate_id=cid,
-            campaign=name,
-            round=1,
-            structure=structure.as_dict(),
-            formula=structure.composition.reduced_formula,
-            chemsys="Mn-O",
-            generator="substitution",
-            predicted_energy_per_atom=energy_per_atom(structure, formation) + 0.01,
-            predicted_decomposition_energy=predicted,
-            status="relaxed",
-            selected_as=kind,
-        ).save()
+        add_candidate(name, cid, 1, structure, formation, kind, predicted)
     _, metrics = hull.update_hull(name, 1)
 
     # 3 of 4 are hits, but the screen's picks and the random baseline differ
@@ -115,8 +128,30 @@ def test_round_metrics_keep_selection_kinds_apart_and_class_novelty(database, tm
     novel = Material.objects(campaign=name, novelty="novel", on_hull=True)
     assert [m.formula for m in novel] == ["Mn7O9"]
 
+    # round 2: the screen's pick and the exploration pick both miss; all rounds together the
+    # screened picks hit 2 of 3 and exploration 1 of 3
+    for cid, formula, formation, kind, predicted in (
+        ("mn3o5", "Mn3O5", 0.2, "screened", -0.02),
+        ("mno4", "MnO4", 0.3, "exploration", 0.40),
+    ):
+        structure = grid_structure(formula)
+        add_result(name, cid, 2, structure, formation)
+        add_candidate(name, cid, 2, structure, formation, kind, predicted)
+    _, metrics = hull.update_hull(name, 2)
+    assert [metrics["selection"][kind]["hits"] for kind in ("screened", "exploration")] == [0, 0]
+    assert metrics["enrichment"] is None  # exploration found nothing: no ratio
+    assert metrics["cumulative_selection"]["screened"] == {
+        "accepted": 3, "hits": 2, "hit_rate": pytest.approx(2 / 3)
+    }  # fmt: skip
+    assert metrics["cumulative_selection"]["exploration"]["hit_rate"] == pytest.approx(1 / 3)
+    assert metrics["cumulative_enrichment"] == pytest.approx(2.0)
+    everything = metrics["cumulative_screening"]
+    assert (everything["tp"], everything["fp"], everything["fn"], everything["tn"]) == (2, 1, 1, 2)
+    assert metrics["novelty"] == {"novel": 0, "new_polymorph": 0, "rediscovered": 0}
+
     summary = write_report(name, tmp_path / "report").read_text()
-    row = next(line for line in summary.splitlines() if line.startswith("| 1 |"))
+    assert "All rounds so far: screened hits 2/3 (67%), exploration hits 1/3 (33%)" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| 1 |"))  # round 1
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[6:10] == ["2/2 (100%)", "1/2 (50%)", "–", "2.0×"]
     assert cells[11:14] == ["100%", "67%", "1 / 1 / 1"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pymatgen.entries.computed_entries import ComputedStructureEntry
@@ -154,33 +154,45 @@ def round_metrics(
 
 
 def selection_hit_rates(name: str, round_number: int, hull: HullSet) -> dict[str, Any]:
-    """Hits of the round per selection kind, and the screen's enrichment over exploration.
+    """Hits per selection kind, this round and all rounds so far, and the screen's enrichment.
 
     ``selection`` holds {kind: {accepted, hits, hit_rate}} for screened, exploration and
     compositional (AIRSS) picks; enrichment = screened hit rate / exploration hit rate
     (NaN when exploration found nothing or had no picks), the honest discovery acceleration
-    because exploration picks are a uniform draw from the same pool.
+    because exploration picks are a uniform draw from the same pool. ``cumulative_selection``
+    and ``cumulative_enrichment`` count every round through this one (larger samples).
     """
-    records = [r for r in hull.records() if r.round == round_number]
+    records = [r for r in hull.records() if r.round is not None and r.round <= round_number]
     kinds = dict(
         Candidate.objects(campaign=name, candidate_id__in=[r.entry_id for r in records]).scalar(
             "candidate_id", "selected_as"
         )
     )
-    selection = {}
+    selection = _hits_by_kind([r for r in records if r.round == round_number], kinds)
+    cumulative = _hits_by_kind(records, kinds)
+    return {
+        "selection": selection,
+        "screened_hit_rate": selection[SCREENED]["hit_rate"],
+        "exploration_hit_rate": selection[EXPLORATION]["hit_rate"],
+        "enrichment": _enrichment(selection),
+        "cumulative_selection": cumulative,
+        "cumulative_enrichment": _enrichment(cumulative),
+    }
+
+
+def _hits_by_kind(records: list[EntryRecord], kinds: dict[str, str]) -> dict[str, dict]:
+    """{kind: {accepted, hits, hit_rate}} of the records, by their candidate's selection kind."""
+    out = {}
     for kind in (SCREENED, EXPLORATION, COMPOSITIONAL):
         group = [r for r in records if kinds.get(r.entry_id) == kind]
         hits = sum(r.hit for r in group)
-        rate = _ratio(hits, len(group))
-        selection[kind] = {"accepted": len(group), "hits": hits, "hit_rate": rate}
-    screened = selection[SCREENED]["hit_rate"]
-    exploration = selection[EXPLORATION]["hit_rate"]
-    return {
-        "selection": selection,
-        "screened_hit_rate": screened,
-        "exploration_hit_rate": exploration,
-        "enrichment": screened / exploration if exploration > 0 else float("nan"),
-    }
+        out[kind] = {"accepted": len(group), "hits": hits, "hit_rate": _ratio(hits, len(group))}
+    return out
+
+
+def _enrichment(selection: dict[str, dict]) -> float:
+    screened, exploration = selection[SCREENED]["hit_rate"], selection[EXPLORATION]["hit_rate"]
+    return screened / exploration if exploration > 0 else float("nan")
 
 
 def novelty_counts(name: str, round_number: int) -> dict[str, int]:
@@ -194,6 +206,16 @@ def _ratio(numerator: int, denominator: int) -> float:
     return numerator / denominator if denominator else float("nan")
 
 
+class Labelled(NamedTuple):
+    """A relaxed candidate with the screen's prediction and the oracle's verdict."""
+
+    round: int
+    predicted: float  # energy per atom
+    oracle: float
+    predicted_decomposition: float
+    decomposition_vs_previous: float  # against the hull before its round (NaN: left out)
+
+
 def model_error(
     name: str, round_number: int, hull: HullSet, config: CampaignConfig
 ) -> dict[str, Any]:
@@ -202,40 +224,52 @@ def model_error(
     Over every relaxed candidate of the round with a prediction (screened, exploration and
     AIRSS picks together): the energy MAE and parity pairs, and in ``screening`` the
     precision, recall, F1 and DAF of the screen's call (predicted decomposition energy within
-    the campaign's threshold) against the oracle's verdict (a hit). The prevalence under DAF
-    is that of the labelled picks, which screening enriches; ``enrichment`` compares with
-    the unscreened baseline instead.
+    the campaign's threshold) against the oracle's verdict (a hit); ``cumulative_screening``
+    grades every round through this one. The prevalence under DAF is that of the labelled
+    picks, which screening enriches; ``enrichment`` compares with the unscreened baseline.
     """
     calculations = {
         c.candidate_id: c
-        for c in Calculation.objects(campaign=name, round=round_number, state="completed")
+        for c in Calculation.objects(
+            campaign=name, round__gt=SEED_ROUND, round__lte=round_number, state="completed"
+        )
     }
-    pairs = [
-        (
+    records = {r.entry_id: r for r in hull.records()}
+    labelled = [
+        Labelled(
+            calc.round,
             candidate.predicted_energy_per_atom,
-            calculations[candidate.candidate_id].energy_per_atom,
+            calc.energy_per_atom,
             candidate.predicted_decomposition_energy,
-            candidate.candidate_id,
+            records[calc.candidate_id].e_vs_previous if calc.candidate_id in records else np.nan,
         )
         for candidate in Candidate.objects(
             candidate_id__in=list(calculations), predicted_energy_per_atom__ne=None
         )
+        for calc in [calculations[candidate.candidate_id]]
     ]
-    if not pairs:
+    mine = [row for row in labelled if row.round == round_number]
+    if not mine:
         return {}
-    predicted, oracle, predicted_ed, ids = (list(column) for column in zip(*pairs, strict=True))
-    records = {r.entry_id: r for r in hull.records()}
-    true_ed = [records[i].e_vs_previous if i in records else np.nan for i in ids]
-    keep = np.isfinite(true_ed)
-    classification = classification_metrics(
-        np.asarray(predicted_ed)[keep],
-        np.asarray(true_ed)[keep],
-        threshold=STABILITY_TOL,  # a hit, as the hull counts it
-        predicted_threshold=config.screening.max_decomposition_energy,
-    )
+    predicted, oracle = [row.predicted for row in mine], [row.oracle for row in mine]
+    gate = config.screening.max_decomposition_energy
     return {
         "model_mae_ev_per_atom": float(np.mean(np.abs(np.subtract(predicted, oracle)))),
-        "n_predicted": len(pairs),
-        "screening": classification,
+        "n_predicted": len(mine),
+        "screening": screen_call_metrics(mine, gate),
+        "cumulative_screening": screen_call_metrics(labelled, gate),
         "parity": {"predicted": predicted, "oracle": oracle},
     }
+
+
+def screen_call_metrics(rows: list[Labelled], gate: float) -> dict[str, float]:
+    """Classification metrics of the screen's call (predicted within ``gate``) against a hit."""
+    predicted = np.array([row.predicted_decomposition for row in rows], dtype=float)
+    true = np.array([row.decomposition_vs_previous for row in rows], dtype=float)
+    keep = np.isfinite(true)
+    return classification_metrics(
+        predicted[keep],
+        true[keep],
+        threshold=STABILITY_TOL,  # a hit, as the hull counts it
+        predicted_threshold=gate,
+    )
