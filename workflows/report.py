@@ -73,7 +73,8 @@ def write_report(name: str, folder: Path | str) -> Path:
             f"| {_novelty(novelty)} "
             f"| {_cell(row['on_hull_total'])} |"
         )
-    lines += _all_rounds(metrics[rounds[-1].number]) if rounds else []
+    finished = [m for m in metrics.values() if "cumulative_selection" in m]
+    lines += _all_rounds(finished[-1]) if finished else []
     with_metrics = [r.metrics for r in rounds if r.metrics and "hit_rate" in r.metrics]
     if with_metrics:
         plot_hit_rate(with_metrics, folder / "hit_rate.png")
@@ -134,8 +135,8 @@ def write_report(name: str, folder: Path | str) -> Path:
 
 def _all_rounds(latest: dict) -> list[str]:
     """Hit rates and the screen's call over every round so far (a round's samples are small)."""
-    selection, screening = latest.get("cumulative_selection"), latest.get("cumulative_screening")
-    if not selection or not screening:
+    selection, screening = latest["cumulative_selection"], latest.get("cumulative_screening")
+    if not screening:
         return []
     n = sum(screening[key] for key in ("tp", "fp", "tn", "fn"))
     return [
