@@ -9,7 +9,14 @@ from hullhunter.hull.hullset import (
     parse_composition,
 )
 from hullhunter.hull.metrics import classification_metrics
-from hullhunter.hull.plots import plot_hit_rate, plot_parity, plot_ternary_hull
+from hullhunter.hull.plots import (
+    plot_hit_rate,
+    plot_model_error,
+    plot_novelty,
+    plot_parity,
+    plot_selection_hit_rate,
+    plot_ternary_hull,
+)
 from hullhunter.hull.reference import (
     elemental_energies,
     elemental_references,
@@ -29,6 +36,9 @@ __all__ = [
     "load_mp_reference_entries",
     "parse_composition",
     "plot_hit_rate",
+    "plot_model_error",
+    "plot_novelty",
     "plot_parity",
+    "plot_selection_hit_rate",
     "plot_ternary_hull",
 ]

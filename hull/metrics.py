@@ -11,11 +11,14 @@ def classification_metrics(
     predicted: Sequence[float] | np.ndarray,
     true: Sequence[float] | np.ndarray,
     threshold: float = 0.0,
+    predicted_threshold: float | None = None,
 ) -> dict[str, float]:
     """Precision, recall, F1, accuracy and discovery acceleration factor of a stable label.
 
     A material is labelled stable when its decomposition energy (or energy above the
-    hull) is <= ``threshold``. As in Matbench Discovery's ``stable_metrics``: a NaN
+    hull) is <= ``threshold``; the prediction calls it stable at <= ``predicted_threshold``
+    (default ``threshold``), e.g. a screen's 50 meV/atom gate against the true hull. As in
+    Matbench Discovery's ``stable_metrics``: a NaN
     prediction counts as "unstable"; a NaN true value leaves the material out of the
     counts; DAF = precision / prevalence, where prevalence is the fraction of truly
     stable materials. Ratios with a zero denominator are NaN.
@@ -31,11 +34,13 @@ def classification_metrics(
             f"predicted has shape {pred.shape} but true has {true_arr.shape}; "
             "give one prediction per material"
         )
-    if not np.isfinite(threshold):
-        raise ValueError(f"threshold={threshold} must be a finite number of eV/atom")
+    predicted_threshold = threshold if predicted_threshold is None else predicted_threshold
+    for value in (threshold, predicted_threshold):
+        if not np.isfinite(value):
+            raise ValueError(f"threshold={value} must be a finite number of eV/atom")
     actual_pos = true_arr <= threshold
     actual_neg = true_arr > threshold
-    model_pos = pred <= threshold  # NaN compares False: counted as predicted unstable
+    model_pos = pred <= predicted_threshold  # NaN compares False: counted as predicted unstable
     tp = int(np.sum(actual_pos & model_pos))
     fn = int(np.sum(actual_pos & ~model_pos))
     fp = int(np.sum(actual_neg & model_pos))

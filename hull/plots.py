@@ -1,4 +1,5 @@
-"""Figures of a campaign: hit rate per round, ternary hulls, predicted vs oracle energies.
+"""Figures of a campaign: hit rates per round, model error, novelty classes, ternary hulls,
+predicted vs oracle energies.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects (no pyplot state, no GUI
 backend) and written to the path given; the file suffix picks the format (PNG, SVG, ...).
@@ -44,6 +45,97 @@ def plot_hit_rate(round_metrics: Sequence[dict], path: str | Path) -> Path:
     ax.set_ylabel("fraction stable vs hull before the round")
     ax.set_xticks(rounds)
     ax.set_ylim(0, 1.05)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_selection_hit_rate(round_metrics: Sequence[dict], path: str | Path) -> Path:
+    """Hit rate per round of screened picks against the random exploration baseline.
+
+    ``round_metrics`` are a campaign's stored round metrics (``selection`` per kind, from
+    ``workflows.round.hull``); rounds without picks of a kind leave a gap. Each point is
+    annotated hits/picks, so small samples show as small.
+    """
+    if not round_metrics:
+        raise ValueError("round_metrics is empty: no round has finished")
+    rounds = [m["round"] for m in round_metrics]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for kind, style, below in (
+        ("screened", "o-", False),
+        ("exploration", "s--", True),
+        ("compositional", "^:", False),
+    ):
+        counts = [m.get("selection", {}).get(kind, {}) for m in round_metrics]
+        if not any(c.get("accepted") for c in counts):
+            continue
+        rates = [_number(c.get("hit_rate")) for c in counts]
+        (line,) = ax.plot(rounds, rates, style, label=f"{kind} picks")
+        for round_, rate, c in zip(rounds, rates, counts, strict=True):
+            if np.isfinite(rate):
+                ax.annotate(
+                    f"{c['hits']}/{c['accepted']}",
+                    (round_, rate),
+                    textcoords="offset points",
+                    xytext=(0, -14 if below else 6),  # apart where the rates coincide
+                    ha="center",
+                    fontsize=8,
+                    color=line.get_color(),
+                )
+    ax.set_xlabel("round")
+    ax.set_ylabel("fraction stable vs hull before the round")
+    ax.set_xticks(rounds)
+    ax.set_ylim(-0.08, 1.05)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_model_error(round_metrics: Sequence[dict], path: str | Path) -> Path:
+    """Screening model's energy MAE (meV/atom) per round, on the round's oracle results."""
+    rows = [m for m in round_metrics if m.get("model_mae_ev_per_atom") is not None]
+    if not rows:
+        raise ValueError("no round has a model error: no prediction met an oracle result yet")
+    rounds = [m["round"] for m in rows]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(rounds, [1000 * m["model_mae_ev_per_atom"] for m in rows], "o-")
+    for m in rows:
+        ax.annotate(
+            f"n = {m.get('n_predicted')}",
+            (m["round"], 1000 * m["model_mae_ev_per_atom"]),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+            fontsize=8,
+        )
+    ax.set_xlabel("round")
+    ax.set_ylabel("model MAE vs oracle (meV/atom)")
+    ax.set_xticks(rounds)
+    ax.set_ylim(0, 1.15 * 1000 * max(m["model_mae_ev_per_atom"] for m in rows))  # labels fit
+    return _save(fig, path)
+
+
+def plot_novelty(round_metrics: Sequence[dict], path: str | Path) -> Path:
+    """Discoveries on the hull per round, stacked by novelty class (``novelty`` counts)."""
+    if not round_metrics:
+        raise ValueError("round_metrics is empty: no round has finished")
+    rounds = [m["round"] for m in round_metrics]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    bottom = np.zeros(len(rounds))
+    for kind, label in (
+        ("novel", "novel composition"),
+        ("new_polymorph", "new polymorph"),
+        ("rediscovered", "rediscovered"),
+    ):
+        counts = np.array([m.get("novelty", {}).get(kind, 0) for m in round_metrics])
+        ax.bar(rounds, counts, bottom=bottom, label=label)
+        bottom += counts
+    ax.set_xlabel("round")
+    ax.set_ylabel("new materials on the hull")
+    ax.set_xticks(rounds)
+    ax.set_ylim(0, 1.3 * max(bottom.max(), 1))  # room for the legend
+    ax.yaxis.get_major_locator().set_params(integer=True)
     ax.legend()
     return _save(fig, path)
 
@@ -146,6 +238,11 @@ def plot_parity(
     ax.set_title(f"MAE {mae * 1000:.1f} meV/atom, n = {len(true)}")
     ax.set_aspect("equal")
     return _save(fig, path)
+
+
+def _number(value: float | None) -> float:
+    """Stored metrics hold None where a ratio had no denominator."""
+    return float("nan") if value is None else float(value)
 
 
 def _save(fig: Figure, path: str | Path) -> Path:

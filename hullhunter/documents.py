@@ -130,11 +130,14 @@ class Candidate(_HasStructure, Document):
     predicted_uncertainty = FloatField()
     predicted_decomposition_energy = FloatField()
     status = StringField(choices=CANDIDATE_STATES, default="generated")
+    # why the screen picked it (workflows.round.records.SELECTION_KINDS); None if never picked
+    selected_as = StringField(choices=("seed", "screened", "exploration", "compositional"))
     created_at = DateTimeField(default=utcnow)
     meta = {
         "collection": "candidates",
         "indexes": [
             ("campaign", "round", "status"),
+            ("campaign", "round", "selected_as"),
             ("campaign", "status", "predicted_decomposition_energy"),
             ("chemsys", "predicted_decomposition_energy"),
             ("campaign", "dedup_key"),
@@ -206,6 +209,12 @@ class Material(_HasStructure, Document):
     generator = StringField()
     stable_vs_reference = BooleanField(default=False)
     on_hull = BooleanField(default=False)
+    # against the known world before the campaign (generators.known.NOVELTY_CLASSES); None
+    # for seeds. known_in: sources that know the composition; novelty_match: the known
+    # crystal it matches (rediscovered)
+    novelty = StringField(choices=("novel", "new_polymorph", "rediscovered"))
+    known_in = ListField(StringField())
+    novelty_match = StringField()
     updated_at = DateTimeField(default=utcnow)
     meta = {
         "collection": "materials",
@@ -213,6 +222,7 @@ class Material(_HasStructure, Document):
             {"fields": ["campaign", "material_id"], "unique": True},
             ("campaign", "chemsys", "decomposition_energy"),
             ("campaign", "round_found", "on_hull"),
+            ("campaign", "novelty", "on_hull"),
             "elements",
             "formula",
         ],

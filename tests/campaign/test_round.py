@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from pymatgen.core import Lattice, Structure
 
 from hullhunter.campaign_config import parse_config
 from hullhunter.documents import Calculation, Campaign, Candidate, ModelVersion
@@ -22,19 +23,29 @@ def test_selection_keeps_best_per_formula_under_threshold():
         formulas, decomposition, places=3, threshold=0.05,
         exploration_fraction=0.0, one_per_composition=True, rng=random.Random(0),
     )  # fmt: skip
-    assert chosen == [1, 2, 4]  # A's better polymorph, then B and D; C and E are above 50 meV
+    # A's better polymorph, then B and D; C and E are above 50 meV
+    assert chosen == [(1, "screened"), (2, "screened"), (4, "screened")]
 
 
-def test_selection_exploration_share_is_random_beyond_the_filter():
+def test_selection_exploration_draws_from_the_whole_pool():
+    """The baseline is a uniform draw from the pool, the screen's favourites included; a draw
+    from what the screen rejected would understate it and flatter the screen."""
     formulas = [f"F{i}" for i in range(10)]
-    decomposition = np.linspace(-0.1, 0.8, 10)
-    chosen = screen.select_for_oracle(
-        formulas, decomposition, places=4, threshold=0.05,
-        exploration_fraction=0.5, one_per_composition=True, rng=random.Random(1),
-    )  # fmt: skip
-    assert chosen[:2] == [0, 1]  # the two best within the filter
-    assert len(chosen) == 4 and len(set(chosen)) == 4
-    assert all(decomposition[i] > decomposition[1] for i in chosen[2:])
+    decomposition = np.linspace(-0.1, 0.8, 10)  # only F0 and F1 pass the filter
+    explored = []
+    for seed in range(100):
+        chosen = screen.select_for_oracle(
+            formulas, decomposition, places=4, threshold=0.05,
+            exploration_fraction=0.5, one_per_composition=True, rng=random.Random(seed),
+        )  # fmt: skip
+        kinds = dict(chosen)
+        assert len(chosen) == len(kinds) <= 4  # no candidate picked twice
+        explore = [i for i, kind in chosen if kind == "exploration"]
+        screened = [i for i, kind in chosen if kind == "screened"]
+        assert len(explore) == 2
+        assert screened == [i for i in (0, 1) if i not in explore]  # best undrawn, in order
+        explored += explore
+    assert set(explored) == set(range(10))  # the filter's picks too, not only its rejects
 
 
 def test_selection_never_pads_with_filtered_out_candidates():
@@ -43,6 +54,40 @@ def test_selection_never_pads_with_filtered_out_candidates():
         exploration_fraction=0.0, one_per_composition=True, rng=random.Random(0),
     )  # fmt: skip
     assert chosen == []
+
+
+def test_airss_structures_ranked_by_the_structural_model(monkeypatch):
+    """AIRSS structures compete on the structural model's score, the best per composition
+    (whatever the setting for structural candidates), for at most half of the places;
+    structural candidates fill the rest."""
+    config = parse_config(
+        {
+            "name": "rank",
+            "pipelines": ["structural", "compositional"],
+            "chemical_space": {"systems": ["Ag-Cu"]},
+            "screening": {"top_k": 4, "exploration_fraction": 0.0, "one_per_composition": False},
+        }
+    )
+    structure = Structure(Lattice.cubic(3.0), ["Ag", "Cu"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    pool = [
+        Candidate(candidate_id=f"c{i}", round=1, pipeline=pipeline, formula=formula)
+        for i, (pipeline, formula) in enumerate(
+            [("compositional", "AgCu3")] * 3  # oldest first: c0 is not the best
+            + [("compositional", "Ag3Cu")] * 2
+            + [("compositional", "AgCu")]
+            + [("structural", "Ag2Cu")] * 2
+            + [("structural", "AgCu2")]
+        )
+    ]
+    for candidate in pool:
+        candidate.structure = structure.as_dict()
+    scores = np.array([0.04, -0.02, 0.01, 0.03, 0.00, 0.20, -0.01, 0.02, 0.03])
+    monkeypatch.setattr(screen, "score", lambda *args: scores)
+    chosen = screen.choose("rank", config, pool, places=4, torch_threads=1)
+    ids = [(c.candidate_id, kind) for c, kind in chosen]
+    # AgCu is above the 50 meV filter; then the structural model's best structure of each
+    assert ids[:2] == [("c1", "compositional"), ("c4", "compositional")]
+    assert ids[2:] == [("c6", "screened"), ("c7", "screened")]
 
 
 def test_batches_cover_every_id_once():
@@ -103,3 +148,12 @@ def test_seed_round_then_compositional_candidates(database, monkeypatch):
     assert len(set(airss.distinct("formula"))) <= 2
     selected = screen.screen("comp", 1, config, torch_threads=1)
     assert 1 <= len(selected) <= 3
+    assert {c.selected_as for c in Candidate.objects(campaign="comp", round=0)} == {"seed"}
+    # AIRSS structures are scored by the structural model; the best of each formula is picked
+    assert airss.filter(predicted_decomposition_energy=None).count() == 0
+    picked = airss.filter(status="selected")
+    assert picked.count() == len(set(picked.distinct("formula"))) >= 1
+    for candidate in picked:
+        assert candidate.selected_as == "compositional"
+        rivals = airss.filter(formula=candidate.formula).distinct("predicted_decomposition_energy")
+        assert candidate.predicted_decomposition_energy == min(rivals)

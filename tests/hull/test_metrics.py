@@ -34,6 +34,15 @@ def test_threshold_moves_the_stable_label() -> None:
     assert shifted["daf"] == pytest.approx(1.0 / (2 / 3))
 
 
+def test_screen_gate_calls_stable_against_the_true_hull() -> None:
+    """A screen passing everything within 50 meV/atom is graded against stability at 0."""
+    predicted = np.array([0.01, 0.04, 0.2, -0.01])
+    true = np.array([-0.03, 0.02, -0.08, 0.01])
+    m = classification_metrics(predicted, true, predicted_threshold=0.05)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (1, 2, 1, 0)
+    assert m["mae"] == pytest.approx(np.abs(predicted - true).mean())  # thresholds move no value
+
+
 def test_perfect_screen_has_daf_of_one_over_prevalence() -> None:
     rng = np.random.default_rng(0)
     true = rng.normal(0.1, 0.1, 500)

@@ -2,6 +2,8 @@
 
 The campaign's validated configuration, and the converged calculations that count as
 evidence of (in)stability; round 0 (the seed round) is the campaign's reference hull.
+The screen records why it picked each candidate (``Candidate.selected_as``, one of
+:data:`SELECTION_KINDS`); the hull stage counts hits per kind.
 """
 
 from __future__ import annotations
@@ -10,6 +12,12 @@ from hullhunter.campaign_config import CampaignConfig
 from hullhunter.documents import Calculation, Campaign
 
 SEED_ROUND = 0
+
+SEED = "seed"  # round 0: every seed crystal is relaxed
+SCREENED = "screened"  # passed the structural model's filter, best first
+EXPLORATION = "exploration"  # a uniform random draw from the same pool: the baseline
+COMPOSITIONAL = "compositional"  # an AIRSS structure, best of its composition
+SELECTION_KINDS = (SEED, SCREENED, EXPLORATION, COMPOSITIONAL)
 
 
 def load_campaign(name: str) -> tuple[Campaign, CampaignConfig]:
