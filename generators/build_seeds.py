@@ -26,8 +26,10 @@ from typing import Any
 
 from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
 from pymatgen.core import Structure
+from rich.progress import track
 
-from hullhunter.generators.seeds import SHIPPED_SEEDS, Seed, write_seed_file
+from hullhunter.generators.common import OXIDATION_TABLE, pymatgen_guess
+from hullhunter.generators.seeds import SHIPPED_SEEDS, Seed, load_seeds, write_seed_file
 
 MATCALC = ("matcalc", "0.7.0")
 CRYSTAL_TOOLKIT = ("crystal-toolkit", "2026.7.20")
@@ -181,13 +183,34 @@ def build(matcalc_sdist: Path, crystal_toolkit_wheel: Path, out: Path) -> dict[s
     return {name: len(group) for name, group in groups.items()}
 
 
+def write_oxidation_table(seeds: list[Seed], out: Path = OXIDATION_TABLE) -> int:
+    """pymatgen's oxidation-state guess of every seed's reduced formula, written where
+    :func:`~hullhunter.generators.common.guess_oxidation_states` reads it; returns the count."""
+    formulas = sorted(
+        {seed.structure.composition.reduced_formula for seed in seeds if seed.structure.is_ordered}
+    )
+    table = {}
+    for formula in track(formulas, description="oxidation states"):
+        table[formula] = pymatgen_guess(formula)
+    with gzip.open(out, "wt") as handle:
+        json.dump(table, handle, sort_keys=True)
+    return len(table)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Command line: build the seed file (default: the shipped one)."""
+    """Command line: build the seed file (default: the shipped one) and its oxidation table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=SHIPPED_SEEDS)
     parser.add_argument("--matcalc-sdist", type=Path, default=None)
     parser.add_argument("--crystal-toolkit-wheel", type=Path, default=None)
+    parser.add_argument(
+        "--oxidation-only", action="store_true", help="rebuild only the oxidation-state table"
+    )
     args = parser.parse_args(argv)
+    if args.oxidation_only:
+        count = write_oxidation_table(load_seeds(args.out))
+        print(f"wrote the oxidation states of {count} formulas to {OXIDATION_TABLE}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         matcalc = args.matcalc_sdist or download(MATCALC, folder, sdist=True)
@@ -195,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         counts = build(matcalc, toolkit, args.out)
     size_mb = args.out.stat().st_size / 1e6
     print(f"wrote {sum(counts.values())} seeds to {args.out} ({size_mb:.1f} MB): {counts}")
+    count = write_oxidation_table(load_seeds(args.out))
+    print(f"wrote the oxidation states of {count} formulas to {OXIDATION_TABLE}")
 
 
 if __name__ == "__main__":

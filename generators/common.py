@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,20 @@ class GenerationStats:
     parents: int = 0
     yielded: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+
+
+Accept = Callable[[Any], bool]
+"""A caller's test of each product (e.g. "inside my space and new to me"): only products it
+accepts are yielded and count towards ``limit`` and per-parent caps, so a generator goes
+deeper into its ranked list instead of repeating products the caller already has."""
+
+
+def accepted(candidate: Any, accept: Accept | None, stats: GenerationStats) -> bool:
+    """Whether the caller takes ``candidate``; a refusal is counted in ``stats.skipped``."""
+    if accept is None or accept(candidate):
+        return True
+    stats.skipped["not_accepted"] += 1
+    return False
 
 
 def validate_elements(symbols: Iterable[str] | None) -> frozenset[str] | None:
@@ -50,14 +67,38 @@ def parent_problem(structure: Structure) -> str | None:
     return None
 
 
+OXIDATION_TABLE = Path(__file__).parent / "data" / "oxidation_guesses.json.gz"
+
+
 @lru_cache(maxsize=200_000)
 def guess_oxidation_states(formula: str) -> dict[str, float] | None:
     """Most likely oxidation state per element of a formula (pymatgen's guess), or None.
 
-    Cached by formula because the guess enumerates many assignments and parents repeat.
+    Cached by formula because the guess enumerates many assignments and parents repeat;
+    the guesses for the shipped seeds' formulas ship precomputed (:func:`shipped_guesses`).
     """
+    shipped = shipped_guesses()
+    if formula in shipped:
+        return shipped[formula]
+    return pymatgen_guess(formula)
+
+
+def pymatgen_guess(formula: str) -> dict[str, float] | None:
+    """pymatgen's most likely oxidation states of ``formula``, or None when none balance."""
     guesses = Composition(formula).oxi_state_guesses()
     return dict(guesses[0]) if guesses else None
+
+
+@cache
+def shipped_guesses() -> dict[str, dict[str, float] | None]:
+    """:func:`pymatgen_guess` of every shipped seed's reduced formula, as built by
+    ``python -m hullhunter.generators.build_seeds --oxidation-only``. pymatgen's guess takes
+    about 30 ms a formula, so guessing the 4,000 seed formulas when a round takes parents
+    from the whole seed set would cost minutes every round."""
+    if not OXIDATION_TABLE.exists():
+        return {}
+    with gzip.open(OXIDATION_TABLE, "rt") as handle:
+        return json.load(handle)
 
 
 def is_charge_balanceable(formula: str) -> bool:

@@ -18,7 +18,9 @@ from pymatgen.core import Composition, Element, Lattice
 
 from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import (
+    Accept,
     GenerationStats,
+    accepted,
     structure_from_elements,
     usable_parents,
     validate_elements,
@@ -52,6 +54,7 @@ def decorate_prototypes(
     scale_volume: bool = True,
     limit: int | None = None,
     stats: GenerationStats | None = None,
+    accept: Accept | None = None,
 ) -> Iterator[Candidate]:
     """Every prototype decorated with each injective assignment of allowed elements.
 
@@ -90,8 +93,7 @@ def decorate_prototypes(
                 old_volume = sum(n * old_radii[el] ** 3 for el, n in counts.items())
                 ratio = new_volume / old_volume
             lattice = Lattice(structure.lattice.matrix * np.cbrt(ratio))
-            stats.yielded += 1
-            yield Candidate(
+            candidate = Candidate(
                 structure_from_elements(
                     lattice, [mapping[el] for el in site_elements], structure.frac_coords
                 ),
@@ -99,6 +101,10 @@ def decorate_prototypes(
                 prototype_id,
                 {"assignment": mapping, "volume_scale": ratio},
             )
+            if not accepted(candidate, accept, stats):
+                continue
+            stats.yielded += 1
+            yield candidate
             if limit is not None and stats.yielded >= limit:
                 return
 
@@ -106,12 +112,18 @@ def decorate_prototypes(
 class PrototypeSettings(GeneratorSettings):
     """Campaign section ``generators.prototypes``: parents used as prototypes, decorated."""
 
-    limit: int = Field(100, ge=0, description="most candidates from this generator per round")
+    limit: int = Field(
+        100, ge=0, description="most new candidates inside the space from this generator per round"
+    )
 
     def generate(self, context: GenerationContext) -> Iterator[Candidate]:
-        return decorate_prototypes(
-            context.parents, allowed_elements=context.allowed_elements, limit=self.limit
-        )
+        for parents in self.parent_groups(context):
+            yield from decorate_prototypes(
+                parents,
+                allowed_elements=context.allowed_elements,
+                known_formulas=context.known_formulas,
+                accept=context.accept,
+            )
 
 
 register_generator("prototypes", PrototypeSettings)

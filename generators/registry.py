@@ -15,16 +15,26 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from hullhunter.generators.candidate import Candidate
+from hullhunter.generators.common import Accept
 from hullhunter.generators.seeds import Seed
 
 
 @dataclass(frozen=True)
 class GenerationContext:
-    """What a round knows when it generates: the parents and what is known already."""
+    """What a round knows when it generates.
+
+    ``parents`` are the campaign's own crystals (its hull, newest discoveries first);
+    ``known_world`` the seed set's crystals, inside the campaign's space or not, so that a
+    known structure of an analogous system can be carried into the target one (NaCoO2 ->
+    LiCoO2). ``accept`` is the campaign's test of each product (inside its space, new to it):
+    only accepted products count towards a generator's limit.
+    """
 
     parents: list[Seed]
     known_formulas: set[str] = field(default_factory=set)
     allowed_elements: list[str] = field(default_factory=list)
+    accept: Accept | None = None
+    known_world: list[Seed] = field(default_factory=list)
 
 
 class GeneratorSettings(BaseModel):
@@ -33,16 +43,41 @@ class GeneratorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    limit: int = Field(200, ge=0, description="most candidates from this generator per round")
+    limit: int = Field(
+        200, ge=0, description="most new candidates inside the space from this generator per round"
+    )
+    known_world: bool = Field(
+        True, description="after the campaign's crystals, also take parents from the seed set"
+    )
 
     def generate(self, context: GenerationContext) -> Iterator[Candidate]:
-        """The generator's candidates for ``context``, at most ``limit`` of them."""
+        """The generator's candidates for ``context``, best first; :meth:`candidates` applies
+        ``context.accept`` and ``limit``."""
         raise NotImplementedError
 
+    def parent_groups(self, context: GenerationContext) -> list[list[Seed]]:
+        """The parents in the order they are used: the campaign's crystals, then (with
+        ``known_world``) the seed set's."""
+        if self.known_world and context.known_world:
+            return [context.parents, context.known_world]
+        return [context.parents]
+
     def candidates(self, context: GenerationContext) -> Iterator[Candidate]:
-        """:meth:`generate`, or nothing when the section is disabled or its limit is 0."""
-        if self.enabled and self.limit:
-            yield from self.generate(context)
+        """:meth:`generate`'s products that ``context.accept`` takes, at most ``limit``.
+
+        The limit counts accepted products only, so a generator that ignores ``accept`` still
+        goes deeper into its list instead of stopping on products the campaign already has.
+        Nothing when the section is disabled or its limit is 0.
+        """
+        if not (self.enabled and self.limit):
+            return
+        taken = 0
+        for candidate in self.generate(context):
+            if context.accept is None or context.accept(candidate):
+                yield candidate
+                taken += 1
+                if taken >= self.limit:
+                    return
 
 
 GENERATORS: dict[str, type[GeneratorSettings]] = {}

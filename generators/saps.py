@@ -25,8 +25,10 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import (
+    Accept,
     GenerationStats,
     SiteTemplates,
+    accepted,
     is_charge_balanceable,
     reduced_formula,
     usable_parents,
@@ -105,6 +107,7 @@ def saps(
     symprec: float = 0.01,
     limit: int | None = None,
     stats: GenerationStats | None = None,
+    accept: Accept | None = None,
 ) -> Iterator[Candidate]:
     """Partial substitutions A -> B of k = 1..n_A sites, one per symmetry class at each k.
 
@@ -158,6 +161,8 @@ def saps(
                         "probability": probability,
                     },
                 )
+                if not accepted(candidate, accept, stats):
+                    continue
                 stats.yielded += 1
                 produced += 1
                 yield candidate
@@ -237,17 +242,29 @@ class SapsSettings(GeneratorSettings):
     mode: Literal["symmetry", "orbits"] = "symmetry"
     max_per_parent: int = Field(20, ge=1)
     charge_balance: bool = False
+    max_parent_sites: int = Field(
+        32, ge=1, description="larger parents are skipped: their distinct site subsets take GBs"
+    )
 
     def generate(self, context: GenerationContext) -> Iterator[Candidate]:
-        return saps(
-            context.parents,
-            known_formulas=context.known_formulas,
-            allowed_elements=context.allowed_elements,
-            mode=self.mode,
-            max_per_parent=self.max_per_parent,
-            charge_balance=self.charge_balance,
-            limit=self.limit,
-        )
+        # A partial substitution keeps the parent's other elements, so only parents inside
+        # the allowed elements can give products inside them.
+        allowed = set(context.allowed_elements)
+        for parents in self.parent_groups(context):
+            yield from saps(
+                [
+                    parent
+                    for parent in parents
+                    if len(parent.structure) <= self.max_parent_sites
+                    and (not allowed or parent.elements <= allowed)
+                ],
+                known_formulas=context.known_formulas,
+                allowed_elements=context.allowed_elements,
+                mode=self.mode,
+                max_per_parent=self.max_per_parent,
+                charge_balance=self.charge_balance,
+                accept=context.accept,
+            )
 
 
 register_generator("saps", SapsSettings)

@@ -25,8 +25,10 @@ from pymatgen.core import Species
 
 from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import (
+    Accept,
     GenerationStats,
     SiteTemplates,
+    accepted,
     guess_oxidation_states,
     reduced_formula,
     usable_parents,
@@ -69,6 +71,26 @@ class SubstitutionModel:
         self.symbols = [sp.symbol for sp in self.species]
         self.oxidation = [float(sp.oxi_state) for sp in self.species]
         self._choice_cache: dict[tuple[int, frozenset[str] | None], list[tuple[float, int]]] = {}
+        self._enter_cache: dict[tuple[str, frozenset[str]], bool] = {}
+
+    def can_enter(self, elements: Iterable[str], allowed: frozenset[str]) -> bool:
+        """Whether every element is allowed or has a species that turns into an allowed one
+        with probability >= threshold: a cheap test that skips parents which cannot yield a
+        product inside ``allowed`` before their oxidation states are guessed (the slow part)."""
+        elements = list(elements)
+        return len(elements) <= len(allowed) and all(
+            self._enters(element, allowed) for element in elements
+        )
+
+    def _enters(self, element: str, allowed: frozenset[str]) -> bool:
+        key = (element, allowed)
+        if key not in self._enter_cache:
+            olds = [i for i, symbol in enumerate(self.symbols) if symbol == element]
+            news = [i for i, symbol in enumerate(self.symbols) if symbol in allowed]
+            self._enter_cache[key] = element in allowed or bool(
+                olds and news and (self.cond[np.ix_(news, olds)] >= self.threshold).any()
+            )
+        return self._enter_cache[key]
 
     def knows(self, species: Species) -> bool:
         """True when the species is in the λ table."""
@@ -176,19 +198,62 @@ def substitute(
     max_changed: int | None = None,
     limit: int | None = None,
     stats: GenerationStats | None = None,
+    accept: Accept | None = None,
+    ranked: bool = False,
 ) -> Iterator[Candidate]:
     """Full ionic substitutions of parents: every site of a species takes the new species.
 
     Parents are Seeds, Structures or (id, Structure) pairs. Products whose reduced formula is in
     ``known_formulas`` (or is the parent's) are dropped; ``charge_balance`` keeps only products
-    whose new oxidation states sum to zero, as pymatgen's Substitutor does.
+    whose new oxidation states sum to zero, as pymatgen's Substitutor does. With
+    ``allowed_elements`` every product lies inside them. Products come parent by parent, or,
+    with ``ranked``, most probable first over all parents (as pymatgen's Substitutor sorts).
     """
     stats = stats if stats is not None else GenerationStats()
-    allowed = validate_elements(allowed_elements)
-    known = set(known_formulas)
     model = model if isinstance(model, SubstitutionModel) else get_model(model, threshold)
+    plans = _plans(
+        parents,
+        set(known_formulas),
+        validate_elements(allowed_elements),
+        model,
+        charge_balance,
+        max_changed,
+        stats,
+    )
+    if ranked:
+        plans = iter(sorted(plans, key=lambda plan: -plan[0]))
+    for probability, parent_id, templates, site_elements, element_map, changes in plans:
+        params = {"substitution": changes, "probability": probability, "model": model.variant}
+        new_structure = templates.build([element_map[el] for el in site_elements])
+        candidate = Candidate(new_structure, "substitution", parent_id, params)
+        if not accepted(candidate, accept, stats):
+            continue
+        stats.yielded += 1
+        yield candidate
+        if limit is not None and stats.yielded >= limit:
+            return
+
+
+Plan = tuple[float, str, SiteTemplates, list[str], dict[str, str], dict[str, str]]
+"""A substitution not yet built: probability, parent id, the parent's site templates and
+elements, the element map and the species changes (old -> new, as strings)."""
+
+
+def _plans(
+    parents: Iterable[Any],
+    known: set[str],
+    allowed: frozenset[str] | None,
+    model: SubstitutionModel,
+    charge_balance: bool,
+    max_changed: int | None,
+    stats: GenerationStats,
+) -> Iterator[Plan]:
+    """Every admissible substitution of every parent, in parent order, without building it."""
     for parent_id, structure in usable_parents(parents, stats):
         composition = structure.composition.element_composition
+        if allowed is not None and not model.can_enter((el.symbol for el in composition), allowed):
+            stats.skipped["cannot_enter_allowed_elements"] += 1
+            continue
         species, reason = parent_species(composition.reduced_formula, model)
         if species is None:
             stats.skipped[reason] += 1
@@ -201,29 +266,23 @@ def substitute(
             new_symbols = [model.symbols[n] for n in news]
             if len(set(new_symbols)) < len(new_symbols):
                 continue  # two species merged into one element: not a substitution of this parent
+            if allowed is not None and not allowed.issuperset(new_symbols):
+                continue  # an unchanged species outside the allowed elements
             charge = sum(
                 model.oxidation[n] * amount for n, amount in zip(news, amounts, strict=True)
             )
             if charge_balance and abs(charge) > 1e-6:
                 continue
-            element_map = {sp.symbol: new for sp, new in zip(species, new_symbols, strict=True)}
             formula = reduced_formula(tuple(sorted(zip(new_symbols, amounts, strict=True))))
             if formula in known:
                 continue
-            new_structure = templates.build([element_map[el] for el in site_elements])
-            params = {
-                "substitution": {
-                    str(model.species[o]): str(model.species[n])
-                    for o, n in zip(olds, news, strict=True)
-                    if o != n
-                },
-                "probability": probability,
-                "model": model.variant,
+            changes = {
+                str(model.species[o]): str(model.species[n])
+                for o, n in zip(olds, news, strict=True)
+                if o != n
             }
-            stats.yielded += 1
-            yield Candidate(new_structure, "substitution", parent_id, params)
-            if limit is not None and stats.yielded >= limit:
-                return
+            element_map = {sp.symbol: new for sp, new in zip(species, new_symbols, strict=True)}
+            yield probability, parent_id, templates, site_elements, element_map, changes
 
 
 class SubstitutionSettings(GeneratorSettings):
@@ -233,14 +292,16 @@ class SubstitutionSettings(GeneratorSettings):
     model: Variant = "gnome"
 
     def generate(self, context: GenerationContext) -> Iterator[Candidate]:
-        return substitute(
-            context.parents,
-            known_formulas=context.known_formulas,
-            allowed_elements=context.allowed_elements,
-            threshold=self.threshold,
-            model=self.model,
-            limit=self.limit,
-        )
+        for parents in self.parent_groups(context):
+            yield from substitute(
+                parents,
+                known_formulas=context.known_formulas,
+                allowed_elements=context.allowed_elements,
+                threshold=self.threshold,
+                model=self.model,
+                accept=context.accept,
+                ranked=True,
+            )
 
 
 register_generator("substitution", SubstitutionSettings)

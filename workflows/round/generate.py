@@ -18,25 +18,74 @@ import numpy as np
 from pymatgen.core import Structure
 
 from hullhunter import generators
-from hullhunter.campaign_config import CampaignConfig
-from hullhunter.documents import Calculation, Material, chemsys_of, structure_dict
+from hullhunter.campaign_config import CampaignConfig, ChemicalSpace
 from hullhunter.documents import Candidate as CandidateDocument
+from hullhunter.documents import Material, chemsys_of, structure_dict
 from hullhunter.workflows.model_store import latest_ensemble
 from hullhunter.workflows.round.hull import build_hull
 from hullhunter.workflows.round.records import SEED_ROUND
 
 
 def generate(name: str, round_number: int, config: CampaignConfig) -> dict[str, int]:
-    """Make this round's candidates and store the new ones; returns counts by generator."""
-    space = config.chemical_space
+    """Make this round's candidates and store the new ones; returns counts by generator.
+
+    Generators get the campaign's novelty test as their ``accept``: their limits count only
+    candidates inside the chemical space and new to the campaign, so each round goes deeper
+    into their ranked lists instead of regenerating the last round's products.
+    """
+    novelty = CampaignNovelty(name, config.chemical_space)
     if round_number == SEED_ROUND:
-        stream = seed_candidates(config)
+        stream = filter(novelty, seed_candidates(config))
     else:
-        stream = structural_candidates(name, config)
+        stream = structural_candidates(name, config, novelty)
         if "compositional" in config.pipelines:
-            stream = itertools.chain(stream, compositional_candidates(name, config))
-    inside = (c for c in stream if space.allows({el.symbol for el in c.structure.composition}))
-    return store_new_candidates(name, round_number, inside)
+            compositional = filter(novelty, compositional_candidates(name, round_number, config))
+            stream = itertools.chain(stream, compositional)
+    counts = store_new_candidates(name, round_number, stream, novelty.keys)
+    if novelty.duplicates:
+        counts["duplicates"] = novelty.duplicates
+    return counts
+
+
+class CampaignNovelty:
+    """The test a generated candidate must pass: inside the space, no duplicate of any
+    candidate the campaign has (this round's included).
+
+    Earlier candidates are read from MongoDB one deduplication bucket (reduced formula) at
+    a time, the first time a candidate of that formula comes by. Asking again about the
+    same accepted candidate answers yes, so a generator and the registry may both ask.
+    """
+
+    def __init__(self, name: str, space: ChemicalSpace) -> None:
+        self.name = name
+        self.space = space
+        self.dedup = generators.Deduplicator()
+        self.loaded: set[str] = set()
+        self.keys: dict[str, str] = {}  # deduplication bucket of each accepted candidate
+        self.accepted: dict[str, generators.Candidate] = {}
+        self.duplicates = 0
+
+    def __call__(self, candidate: generators.Candidate) -> bool:
+        structure = candidate.structure
+        if not self.space.allows({el.symbol for el in structure.composition}):
+            return False
+        structure.remove_oxidation_states()  # oracles and models take plain elements
+        identifier = candidate_id(self.name, structure)
+        if self.accepted.get(identifier) is candidate:
+            return True
+        key = dedup_key(self.dedup, structure)
+        if key not in self.loaded:
+            self.loaded.add(key)
+            for earlier in CandidateDocument.objects(campaign=self.name, dedup_key=key).only(
+                "candidate_id", "structure"
+            ):
+                self.dedup.add(earlier.get_structure(), earlier.candidate_id)
+        if self.dedup.add(structure, identifier) is not None:
+            self.duplicates += 1
+            return False
+        self.keys[identifier] = key
+        self.accepted[identifier] = candidate
+        return True
 
 
 def seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
@@ -70,40 +119,53 @@ def seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
 
 
 def hull_parents(name: str) -> list[generators.Seed]:
-    """The crystals on the campaign's hull, as parents for the generators."""
+    """The crystals on the campaign's hull, newest discoveries first, as parents."""
     return [
         generators.Seed(
             id=m.material_id, structure=m.get_structure(), source="campaign", license=""
         )
-        for m in Material.objects(campaign=name, on_hull=True)
+        for m in Material.objects(campaign=name, on_hull=True).order_by("-round_found")
     ]
 
 
-def known_formulas(name: str) -> set[str]:
-    """Formulas the campaign has relaxed or placed on its hull."""
-    return set(Calculation.objects(campaign=name).distinct("formula")) | set(
-        Material.objects(campaign=name).distinct("formula")
-    )
+def known_world(config: CampaignConfig) -> list[generators.Seed]:
+    """Every crystal of the campaign's seed set, inside its space or not: parents from
+    analogous systems (the generators keep only products inside the space)."""
+    return generators.load_seeds(None if config.seeds.source == "builtin" else config.seeds.source)
 
 
-def structural_candidates(name: str, config: CampaignConfig) -> Iterator[generators.Candidate]:
-    """Every enabled generator of the campaign file, in its order, on the hull's crystals."""
+def hull_formulas(name: str) -> set[str]:
+    """Formulas on the campaign's hull. Generators skip them; a formula relaxed once and
+    found unstable stays open to other structures (another polymorph may be stable)."""
+    return set(Material.objects(campaign=name, on_hull=True).distinct("formula"))
+
+
+def structural_candidates(
+    name: str, config: CampaignConfig, novelty: CampaignNovelty
+) -> Iterator[generators.Candidate]:
+    """Every enabled generator of the campaign file, in its order: parents from the
+    campaign's hull, then from the known world."""
     context = generators.GenerationContext(
         parents=hull_parents(name),
-        known_formulas=known_formulas(name),
+        known_formulas=hull_formulas(name),
         allowed_elements=config.chemical_space.all_elements,
+        accept=novelty,
+        known_world=known_world(config),
     )
     for settings in config.generators.values():
         yield from settings.candidates(context)
 
 
-def compositional_candidates(name: str, config: CampaignConfig) -> Iterator[generators.Candidate]:
-    """Formulas the compositional model puts near the hull, then AIRSS structures for each."""
+def compositional_candidates(
+    name: str, round_number: int, config: CampaignConfig
+) -> Iterator[generators.Candidate]:
+    """Formulas the compositional model puts near the hull, then AIRSS structures for each
+    (seeded by campaign and round, so each round draws new ones)."""
     ensemble = latest_ensemble(name, "compositional")
     if ensemble is None:
         return
     settings = config.compositional
-    known = known_formulas(name)
+    known = hull_formulas(name)
     formulas = [
         composition
         for composition in generators.enumerate_compositions(
@@ -123,9 +185,10 @@ def compositional_candidates(name: str, config: CampaignConfig) -> Iterator[gene
     chosen = [
         formulas[i] for i in order if decomposition[i] <= config.screening.max_decomposition_energy
     ][: settings.max_formulas]
+    seed = int(hashlib.sha1(f"{name}|{round_number}".encode()).hexdigest()[:8], 16)
     for composition in chosen:
         for candidate in generators.random_structures(
-            composition, n=settings.structures_per_formula
+            composition, n=settings.structures_per_formula, seed=seed
         ):
             candidate.params["pipeline"] = "compositional"
             yield candidate
@@ -151,28 +214,16 @@ def dedup_key(dedup: generators.Deduplicator, structure: Structure) -> str:
 
 
 def store_new_candidates(
-    name: str, round_number: int, stream: Iterable[generators.Candidate]
+    name: str, round_number: int, stream: Iterable[generators.Candidate], keys: dict[str, str]
 ) -> dict[str, int]:
-    """Insert candidates that no earlier candidate of the campaign duplicates."""
-    candidates = list(stream)
-    for candidate in candidates:
-        candidate.structure.remove_oxidation_states()  # oracles and models take plain elements
-    dedup = generators.Deduplicator()
-    keys = [dedup_key(dedup, c.structure) for c in candidates]
-    for earlier in CandidateDocument.objects(campaign=name, dedup_key__in=sorted(set(keys))).only(
-        "candidate_id", "structure"
-    ):
-        dedup.add(earlier.get_structure(), earlier.candidate_id)
-    identifiers = [candidate_id(name, c.structure) for c in candidates]
-    stored = set(CandidateDocument.objects(candidate_id__in=identifiers).distinct("candidate_id"))
+    """Insert the candidates of ``stream`` (judged new, their buckets in ``keys`` by id);
+    returns counts by generator."""
     counts: Counter[str] = Counter()
     new_docs = []
-    for candidate, key, identifier in zip(candidates, keys, identifiers, strict=True):
-        if identifier in stored or dedup.add(candidate.structure, identifier) is not None:
-            counts["duplicates"] += 1
-            continue
-        stored.add(identifier)
-        new_docs.append(candidate_document(name, round_number, candidate, identifier, key))
+    for candidate in stream:
+        identifier = candidate_id(name, candidate.structure)
+        document = candidate_document(name, round_number, candidate, identifier, keys[identifier])
+        new_docs.append(document)
         counts[candidate.generator] += 1
     if new_docs:
         CandidateDocument.objects.insert(new_docs, load_bulk=False)

@@ -1,0 +1,211 @@
+"""Rediscovery benchmark: does the flywheel find withheld known phases, and faster than chance?
+
+For each ternary chemical space (default Li-Co-O, Li-Mn-O, Na-Mn-O) the known ternaries are
+withheld from the seed set (from the campaign's seeds and from the known world its generators
+take parents from). Two campaigns run per space with the CHGNet oracle and the same oracle
+budget per round, in-process on the embedded MongoDB:
+
+- ``screened``: the campaign as configured (GNN screen, with its exploration share);
+- ``random``: every pick random from the same kind of generated pool (exploration share 1).
+
+Per round it prints: new unique candidates, screened and exploration hit rates, the model's
+MAE on the round's relaxations, and how many withheld phases that lie on the oracle's own
+hull were rediscovered (StructureMatcher), with the oracle calls spent so far.
+
+Run: python benchmarks/flywheel.py [--rounds 6] [--top-k 10] [--spaces Li-Co-O,Li-Mn-O]
+(about 2 minutes per round and arm on 2 CPU cores; --quick: 2 rounds, one space).
+The embedded MongoDB lives under a temporary HULLHUNTER_HOME unless --home is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ARMS = ("screened", "random")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spaces", default="Li-Co-O,Li-Mn-O,Na-Mn-O")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--top-k", type=int, default=10, help="oracle calls per round")
+    parser.add_argument("--home", type=Path, default=None, help="HULLHUNTER_HOME to use")
+    parser.add_argument("--quick", action="store_true", help="2 rounds, the first space only")
+    return parser.parse_args()
+
+
+def withheld_seeds(spaces: list[frozenset[str]], folder: Path) -> tuple[Path, list[Any]]:
+    """The shipped seeds minus every compound whose elements are exactly one of ``spaces``,
+    written as a seed file; returns its path and the withheld seeds."""
+    from hullhunter.generators import load_seeds
+    from hullhunter.generators.seeds import write_seed_file
+
+    seeds = load_seeds()
+    withheld = [seed for seed in seeds if seed.elements in spaces]
+    kept = [seed for seed in seeds if seed.elements not in spaces]
+    path = folder / "seeds-withheld.json.gz"
+    write_seed_file(kept, path, {"benchmark": {"withheld": [s.id for s in withheld]}})
+    return path, withheld
+
+
+def campaign_config(name: str, space: str, seeds: Path, arm: str, args: argparse.Namespace):
+    """The benchmark's campaign: the quickstart's settings on one ternary space."""
+    from hullhunter.campaign_config import parse_config
+
+    return parse_config(
+        {
+            "name": name,
+            "pipelines": ["structural"],
+            "chemical_space": {"systems": [space]},
+            "seeds": {"source": str(seeds), "max_seeds": 40, "elemental_polymorphs": 2},
+            "generators": {
+                "substitution": {"limit": 150},
+                "saps": {"limit": 150, "max_per_parent": 10},
+                "prototypes": {"limit": 60},
+            },
+            "screening": {
+                "top_k": args.top_k,
+                "max_decomposition_energy": 0.05,
+                "exploration_fraction": 1.0 if arm == "random" else 0.25,
+            },
+            "model": {"preset": "small", "n_models": 3, "epochs": 150},
+            "oracle": {"name": "chgnet", "fmax": 0.1, "max_steps": 200, "batch_size": 6},
+            "budget": {"rounds": args.rounds, "max_oracle_calls": 10_000},
+        }
+    )
+
+
+def stable_withheld(name: str, withheld: list[Any]) -> list[Any]:
+    """The withheld phases that lie on the oracle's own hull: each relaxed with the campaign's
+    oracle and placed on the hull of the campaign's relaxed seeds."""
+    from hullhunter.hull import HullSet
+    from hullhunter.workflows.oracles import get_oracle
+    from hullhunter.workflows.round.hull import entry
+    from hullhunter.workflows.round.records import SEED_ROUND, usable_calculations
+
+    oracle = get_oracle("chgnet", fmax=0.1, max_steps=200)
+    results = oracle.relax([s.structure for s in withheld], [s.id for s in withheld])
+    relaxed = [r for r in results if r.ok]
+    seeds = [entry(c) for c in usable_calculations(name, SEED_ROUND)]
+    hull = HullSet(seeds)
+    hull.add([r.to_entry() for r in relaxed], round=1)
+    on_hull = {record.entry_id for record in hull.records() if record.on_hull}
+    return [r for r in relaxed if r.candidate_id in on_hull]
+
+
+def round_rows(name: str, targets: list[Any]) -> list[dict[str, Any]]:
+    """Per round: new candidates, hit rates by pick kind, MAE, rediscoveries and oracle calls."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from hullhunter.documents import Calculation, Candidate, Round
+    from hullhunter.workflows.round.hull import build_hull
+
+    matcher = StructureMatcher()
+    found: set[str] = set()
+    calls = 0
+    rows = []
+    for number in sorted(Round.objects(campaign=name).distinct("number")):
+        if number == 0:
+            calls += Calculation.objects(campaign=name, round=0).count()
+            continue
+        metrics = Round.objects.get(campaign=name, number=number).metrics
+        calcs = list(Calculation.objects(campaign=name, round=number))
+        calls += len(calcs)
+        kinds = {
+            c.candidate_id: c.selected_as
+            for c in Candidate.objects(campaign=name, round__lte=number, status="relaxed")
+        }
+        hits = {"screened": [0, 0], "exploration": [0, 0]}
+        records = [r for r in build_hull(name, number).records() if r.round == number]
+        for record in records:
+            kind = kinds.get(record.entry_id)
+            if kind in hits:
+                hits[kind][0] += bool(record.hit)
+                hits[kind][1] += 1
+        for calc in calcs:
+            if calc.state != "completed":
+                continue
+            structure = calc.get_structure()
+            for target in targets:
+                if target.candidate_id not in found and matcher.fit(structure, target.structure):
+                    found.add(target.candidate_id)
+        rows.append(
+            {
+                "round": number,
+                "generated": Candidate.objects(campaign=name, round=number).count(),
+                "screened": hits["screened"],
+                "exploration": hits["exploration"],
+                "mae": metrics.get("model_mae_ev_per_atom"),
+                "rediscovered": len(found),
+                "calls": calls,
+            }
+        )
+    return rows
+
+
+def rate(pair: list[int]) -> str:
+    hits, picks = pair
+    return f"{hits}/{picks} ({100 * hits / picks:.0f}%)" if picks else "-"
+
+
+def print_table(space: str, n_targets: int, rows: dict[str, list[dict[str, Any]]]) -> None:
+    """One table per space: both arms side by side, one line per round."""
+    print(f"\n## {space}: {n_targets} withheld phases on the oracle's hull\n")
+    print(
+        "| round | arm | new candidates | screened hits | exploration hits | MAE meV/atom |"
+        " rediscovered | oracle calls |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for index in range(max(len(r) for r in rows.values())):
+        for arm in ARMS:
+            if index >= len(rows[arm]):
+                continue
+            row = rows[arm][index]
+            mae = f"{1000 * row['mae']:.0f}" if row["mae"] is not None else "-"
+            print(
+                f"| {row['round']} | {arm} | {row['generated']} | {rate(row['screened'])} | "
+                f"{rate(row['exploration'])} | {mae} | {row['rediscovered']}/{n_targets} | "
+                f"{row['calls']} |"
+            )
+
+
+def main() -> None:
+    args = parse_args()
+    if args.quick:
+        args.rounds, args.spaces = 2, args.spaces.split(",")[0]
+    home = args.home or Path(tempfile.mkdtemp(prefix="hullhunter-flywheel-"))
+    os.environ["HULLHUNTER_HOME"] = str(home)
+    os.environ.setdefault("HULLHUNTER_TORCH_THREADS", "2")
+
+    from hullhunter.db import connect
+    from hullhunter.workflows.campaign import run_local, submit_campaign
+
+    connect()
+    spaces = args.spaces.split(",")
+    seed_file, withheld = withheld_seeds([frozenset(s.split("-")) for s in spaces], home)
+    print(f"HULLHUNTER_HOME={home}; withheld {len(withheld)} known ternaries")
+    for space in spaces:
+        rows: dict[str, list[dict[str, Any]]] = {}
+        targets: list[Any] = []
+        for arm in ARMS:
+            name = f"flywheel-{space.lower()}-{arm}"
+            start = time.perf_counter()
+            submit_campaign(campaign_config(name, space, seed_file, arm, args))
+            states = run_local(name)
+            if states.get("FIZZLED"):
+                raise SystemExit(f"{name}: a job failed; see `lpad get_fws -s FIZZLED -d all`")
+            if not targets:
+                mine = [s for s in withheld if s.elements == frozenset(space.split("-"))]
+                targets = stable_withheld(name, mine)
+            rows[arm] = round_rows(name, targets)
+            print(f"{name}: {time.perf_counter() - start:.0f} s")
+        print_table(space, len(targets), rows)
+
+
+if __name__ == "__main__":
+    main()
