@@ -103,7 +103,7 @@ def round_rows(name: str, targets: list[Any]) -> list[dict[str, Any]]:
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from hullhunter.documents import Calculation, Candidate, Round
-    from hullhunter.workflows.round.hull import build_hull
+    from hullhunter.workflows.round.records import EXPLORATION, SCREENED
 
     matcher = StructureMatcher()
     found: set[str] = set()
@@ -116,17 +116,11 @@ def round_rows(name: str, targets: list[Any]) -> list[dict[str, Any]]:
         metrics = Round.objects.get(campaign=name, number=number).metrics
         calcs = list(Calculation.objects(campaign=name, round=number))
         calls += len(calcs)
-        kinds = {
-            c.candidate_id: c.selected_as
-            for c in Candidate.objects(campaign=name, round__lte=number, status="relaxed")
-        }
-        hits = {"screened": [0, 0], "exploration": [0, 0]}
-        records = [r for r in build_hull(name, number).records() if r.round == number]
-        for record in records:
-            kind = kinds.get(record.entry_id)
-            if kind in hits:
-                hits[kind][0] += bool(record.hit)
-                hits[kind][1] += 1
+        selection = metrics.get("selection", {})
+        hits = {}
+        for kind in (SCREENED, EXPLORATION):
+            counts = selection.get(kind, {})
+            hits[kind] = [counts.get("hits", 0), counts.get("accepted", 0)]
         for calc in calcs:
             if calc.state != "completed":
                 continue
@@ -138,8 +132,8 @@ def round_rows(name: str, targets: list[Any]) -> list[dict[str, Any]]:
             {
                 "round": number,
                 "generated": Candidate.objects(campaign=name, round=number).count(),
-                "screened": hits["screened"],
-                "exploration": hits["exploration"],
+                "screened": hits[SCREENED],
+                "exploration": hits[EXPLORATION],
                 "mae": metrics.get("model_mae_ev_per_atom"),
                 "rediscovered": len(found),
                 "calls": calls,

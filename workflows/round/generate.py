@@ -128,7 +128,7 @@ def hull_parents(name: str) -> list[generators.Seed]:
     ]
 
 
-def known_world(config: CampaignConfig) -> list[generators.Seed]:
+def known_crystals(config: CampaignConfig) -> list[generators.Seed]:
     """Every crystal of the campaign's seed set, inside its space or not: parents from
     analogous systems (the generators keep only products inside the space)."""
     return generators.load_seeds(None if config.seeds.source == "builtin" else config.seeds.source)
@@ -150,7 +150,7 @@ def structural_candidates(
         known_formulas=hull_formulas(name),
         allowed_elements=config.chemical_space.all_elements,
         accept=novelty,
-        known_world=known_world(config),
+        known_world=known_crystals(config),
     )
     for settings in config.generators.values():
         yield from settings.candidates(context)
