@@ -49,6 +49,9 @@ class GeneratorSettings(BaseModel):
     known_world: bool = Field(
         True, description="after the campaign's crystals, also take parents from the seed set"
     )
+    max_parent_sites: int = Field(
+        48, ge=1, description="parents with more sites are skipped: large products relax slowly"
+    )
 
     def generate(self, context: GenerationContext) -> Iterator[Candidate]:
         """The generator's candidates for ``context``, best first; :meth:`candidates` applies
@@ -56,11 +59,12 @@ class GeneratorSettings(BaseModel):
         raise NotImplementedError
 
     def parent_groups(self, context: GenerationContext) -> list[list[Seed]]:
-        """The parents in the order they are used: the campaign's crystals, then (with
-        ``known_world``) the seed set's."""
+        """The parents in the order they are used, at most ``max_parent_sites`` sites each:
+        the campaign's crystals, then (with ``known_world``) the seed set's."""
+        groups = [context.parents]
         if self.known_world and context.known_world:
-            return [context.parents, context.known_world]
-        return [context.parents]
+            groups.append(context.known_world)
+        return [[p for p in group if len(p.structure) <= self.max_parent_sites] for group in groups]
 
     def candidates(self, context: GenerationContext) -> Iterator[Candidate]:
         """:meth:`generate`'s products that ``context.accept`` takes, at most ``limit``.

@@ -244,7 +244,7 @@ class SapsSettings(GeneratorSettings):
     charge_balance: bool = False
     max_parent_sites: int = Field(
         32, ge=1, description="larger parents are skipped: their distinct site subsets take GBs"
-    )
+    )  # the base's limit, lower for SAPS
 
     def generate(self, context: GenerationContext) -> Iterator[Candidate]:
         # A partial substitution keeps the parent's other elements, so only parents inside
@@ -252,12 +252,7 @@ class SapsSettings(GeneratorSettings):
         allowed = set(context.allowed_elements)
         for parents in self.parent_groups(context):
             yield from saps(
-                [
-                    parent
-                    for parent in parents
-                    if len(parent.structure) <= self.max_parent_sites
-                    and (not allowed or parent.elements <= allowed)
-                ],
+                [parent for parent in parents if not allowed or parent.elements <= allowed],
                 known_formulas=context.known_formulas,
                 allowed_elements=context.allowed_elements,
                 mode=self.mode,
