@@ -13,7 +13,7 @@ MAE on the round's relaxations, and how many withheld phases that lie on the ora
 hull were rediscovered (StructureMatcher), with the oracle calls spent so far.
 
 Run: python benchmarks/flywheel.py [--rounds 6] [--top-k 10] [--spaces Li-Co-O,Li-Mn-O]
-(about 2 minutes per round and arm on 2 CPU cores; --quick: 2 rounds, one space).
+(several minutes per round and arm on 2 CPU cores; --quick: 2 rounds, one space).
 The embedded MongoDB lives under a temporary HULLHUNTER_HOME unless --home is given.
 """
 
@@ -174,7 +174,7 @@ def main() -> None:
         args.rounds, args.spaces = 2, args.spaces.split(",")[0]
     home = args.home or Path(tempfile.mkdtemp(prefix="hullhunter-flywheel-"))
     os.environ["HULLHUNTER_HOME"] = str(home)
-    os.environ.setdefault("HULLHUNTER_TORCH_THREADS", "2")
+    os.environ.setdefault("HULLHUNTER_TORCH_THREADS", "1")  # more oversubscribes 2 cores
 
     from hullhunter.db import connect
     from hullhunter.workflows.campaign import run_local, submit_campaign
