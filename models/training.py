@@ -173,9 +173,10 @@ def _train_members(
     since_best = np.zeros(n_members, dtype=int)
     stopped_at = np.zeros(n_members, dtype=int)
     best_states: list[dict[str, torch.Tensor]] = [{} for _ in range(n_members)]
-    if keep_start and val_graphs:
-        pred_val = _standardised_predictions(network, val_graphs, config, device)
-        best_mae = (pred_val - val_y).abs().mean(dim=1).cpu().numpy()
+    if keep_start:  # scored as the epochs are: on the validation set, else the training set
+        graphs, y = (val_graphs, val_y) if val_graphs else (train_graphs, train_y)
+        best_mae = (_standardised_predictions(network, graphs, config, device) - y).abs()
+        best_mae = best_mae.mean(dim=1).cpu().numpy()
         state = network.state_dict()
         best_states = [
             {k: v.detach().clone() for k, v in member_state_dict(state, member).items()}
