@@ -342,9 +342,7 @@ def lowest_per_formula(samples: Sequence[Sample]) -> dict[str, float]:
     return lowest
 
 
-def held_out_stability(
-    ensemble: models.Ensemble, samples: Sequence[Sample], tta: bool = False
-) -> dict[str, Any]:
+def held_out_stability(ensemble: models.Ensemble, samples: Sequence[Sample]) -> dict[str, Any]:
     """Held-out (composition-hash test split) stability classification against the labels' hull.
 
     Truth is each test crystal's decomposition energy on the hull of all labels; the
@@ -359,7 +357,7 @@ def held_out_stability(
     test = np.flatnonzero(is_test)
     if not len(test):
         return {}
-    predicted = ensemble.predict([samples[i].structure for i in test], tta=tta, progress=False)
+    predicted = ensemble.predict([samples[i].structure for i in test], tta=False, progress=False)
     label = np.array([samples[i].energy_per_atom for i in test])
     true_hull = np.array([truth[str(i)] for i in test])
     metrics = hull.classification_metrics(true_hull + predicted.energy_per_atom - label, true_hull)
@@ -417,12 +415,7 @@ def pretrain(
         f"python {platform.python_version()}",
         "command": command,
         "max_atoms": max_atoms,
-        "data": {
-            "sources": usable.sources,
-            "licence": DATA_LICENSES["shipped"]
-            if SHIPPED_SOURCE in usable.sources
-            else "user-supplied (check the source's terms)",
-        },
+        "data": {"sources": usable.sources},
         "labels": {
             "oracle": usable.oracle,
             "oracle_version": usable.oracle_version,
@@ -449,11 +442,19 @@ def pretrain(
         "model": {"preset_config": config.to_dict(), "n_models": n_models},
         "metrics": metrics,
         "units": "eV/atom",
-        "licence": {"data": DATA_LICENSES["shipped"], "code": DATA_LICENSES["code"]},
+        "licence": {"data": _data_licence(usable.sources), "code": DATA_LICENSES["code"]},
         "wall_time_s": time.perf_counter() - started,
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2, default=float) + "\n")
     return card
+
+
+def _data_licence(sources: dict[str, int]) -> str:
+    """The licence line of the training data: the shipped seeds' and/or the user's."""
+    parts = [DATA_LICENSES["shipped"]] if SHIPPED_SOURCE in sources else []
+    if set(sources) - {SHIPPED_SOURCE}:
+        parts.append("user-supplied structures (check their source's terms)")
+    return "; ".join(parts)
 
 
 def reason_counts(skipped: Sequence[Skipped]) -> dict[str, int]:
