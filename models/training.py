@@ -154,13 +154,15 @@ def _train_members(
     exactly its own gradient and Adam state; each member keeps its own best state (by
     validation MAE) and stops after ``patience`` epochs without improvement. With
     ``keep_start`` (warm starts) the starting weights compete too, so fine-tuning on a few
-    crystals never ends worse on the validation set than the model it started from.
+    crystals never ends worse on the validation set than the model it started from, and
+    the learning rate is scaled by ``warm_start_lr_factor``.
     """
     n_members = network.n_members
     rng = np.random.default_rng(seed)
     optimizer_cls = torch.optim.AdamW if config.weight_decay > 0 else torch.optim.Adam
+    learning_rate = config.learning_rate * (config.warm_start_lr_factor if keep_start else 1.0)
     optimizer = optimizer_cls(
-        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        network.parameters(), lr=learning_rate, weight_decay=config.weight_decay
     )
     n_batches = math.ceil(len(train_graphs) / config.batch_size)
     total_steps = config.epochs * n_batches

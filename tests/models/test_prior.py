@@ -19,7 +19,12 @@ from hullhunter.models.ensemble import build_network
 from hullhunter.models.graphs import collate, structures_to_graphs
 from hullhunter.models.prior import BUILTIN_PRIOR, load_prior, prior_mismatch
 from hullhunter.models.training import restandardise
-from hullhunter.workflows.pretrain import LABELS_FILE, gather_samples, load_labels
+from hullhunter.workflows.pretrain import (
+    LABELS_FILE,
+    gather_samples,
+    load_labels,
+    with_references,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,7 +116,7 @@ def test_builtin_prior_card_and_held_out_accuracy():
     assert prior.compositional is not None
     # the shipped weights reproduce the card's held-out error on its own labels
     samples, _ = gather_samples(max_atoms=80)
-    labelled = load_labels(BUILTIN_PRIOR / LABELS_FILE, samples).samples
+    labelled = with_references(load_labels(BUILTIN_PRIOR / LABELS_FILE, samples))[0].samples
     is_train = composition_hash_split([s.structure.composition for s in labelled])
     held_out = [
         s
