@@ -138,10 +138,19 @@ class Screening(_Strict):
 
 
 class ModelSettings(_Strict):
+    """Screening networks: size, ensemble, training, and the prior round 0 starts from."""
+
     preset: Literal["small", "gnome"] = "small"
     n_models: int = Field(3, ge=1, le=20)
     epochs: int = Field(200, ge=1)
     seed: int = 0
+    prior: str = Field(
+        "builtin",
+        min_length=1,
+        description="'builtin' (the shipped CHGNet-labelled prior, used when the preset is "
+        "its size: small), 'none' (train from scratch), or a folder made by "
+        "`hullhunter models pretrain`",
+    )
 
 
 def oracle_section(data: Any) -> Any:

@@ -31,6 +31,8 @@ db_app = typer.Typer(help="The MongoDB that holds all shared state.", no_args_is
 app.add_typer(db_app, name="db")
 campaign_app = typer.Typer(help="Discovery campaigns: submit, run, inspect.", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
+models_app = typer.Typer(help="Screening models: the pretrained prior.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 _state = {"debug": False}
 USER_ERRORS = (
@@ -326,6 +328,90 @@ def campaign_cancel(name: str = typer.Argument(..., help="Campaign name.")) -> N
     from hullhunter.workflows.campaign import cancel
 
     console.print(f"cancelled {name} ({cancel(name)} workflow(s) defused)")
+
+
+@models_app.command("pretrain")
+def models_pretrain(
+    out: Path = typer.Option(..., help="Folder for the prior: weights, card.json, labels."),
+    structures: Path | None = typer.Option(
+        None, help="Extra CIF/POSCAR/JSON file or folder (JSON may carry energies)."
+    ),
+    shipped: bool = typer.Option(True, help="Include the shipped seeds (MP, AFLOW, pymatgen)."),
+    oracle: str = typer.Option(
+        "chgnet", help="Labels: chgnet (single points), data (energies given), or an oracle."
+    ),
+    data_oracle: str = typer.Option("data", help="With --oracle data: what computed them."),
+    energy_scale: str = typer.Option(
+        "MP2020-compatible", help="With --oracle data: the energies' scale."
+    ),
+    max_atoms: int = typer.Option(80, help="Skip larger cells."),
+    preset: str = typer.Option("small", help="Network preset: small (CPU) or gnome."),
+    n_models: int = typer.Option(3, help="Ensemble members."),
+    epochs: int | None = typer.Option(None, help="Training epochs (default: the preset's)."),
+    compositional: bool = typer.Option(True, help="Also train the compositional prior."),
+    threads: int = typer.Option(1, help="Torch threads."),
+    reuse_labels: bool = typer.Option(False, help="Use OUT/labels.json.gz if it exists."),
+    labels_only: bool = typer.Option(False, help="Label and stop (train later)."),
+) -> None:
+    """Label known crystals and train the screening prior that campaigns start from."""
+    from hullhunter import models
+    from hullhunter.workflows import pretrain as pt
+
+    if preset not in ("small", "gnome"):
+        raise ValueError(f"unknown preset {preset!r}; use small or gnome")
+    samples, unreadable = pt.gather_samples(shipped, structures, max_atoms)
+    labels_path = out / pt.LABELS_FILE
+    if reuse_labels and labels_path.is_file():
+        labelled = pt.load_labels(labels_path, samples)
+        console.print(f"reused {len(labelled.samples)} labels from {labels_path}")
+    else:
+        if oracle == pt.DATA_ORACLE:
+            labelled = pt.label_from_data(samples, data_oracle, energy_scale)
+        else:
+            labelled = pt.label(samples, oracle, threads=threads)
+        labelled.skipped = unreadable + labelled.skipped
+        out.mkdir(parents=True, exist_ok=True)
+        pt.save_labels(labelled, labels_path)
+    _print_skipped(labelled.skipped)
+    console.print(f"labelled {len(labelled.samples)} structures ({labelled.method}, {oracle})")
+    if labels_only:
+        return
+    overrides = {"torch_threads": threads, "progress": True}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    config = (
+        models.GNoMEConfig.small(**overrides)
+        if preset == "small"
+        else models.GNoMEConfig(**overrides)
+    )
+    card = pt.pretrain(
+        labelled,
+        out,
+        config,
+        n_models=n_models,
+        compositional=compositional,
+        name=out.name,
+        command="hullhunter models pretrain " + " ".join(sys.argv[3:]),
+        max_atoms=max_atoms,
+    )
+    figures = card["metrics"]["structural"]
+    console.print(
+        f"prior written to {out}: {card['counts']['labelled']} structures, held-out MAE "
+        f"{1000 * figures.get('test_mae', float('nan')):.0f} meV/atom, stability F1 "
+        f"{figures['stability'].get('f1', float('nan')):.2f}"
+    )
+
+
+def _print_skipped(skipped: list) -> None:
+    """One line per skipped structure (the first 20), then the counts by reason."""
+    from hullhunter.workflows.pretrain import reason_counts
+
+    for item in skipped[:20]:
+        console.print(f"skipped {item.id} ({item.source}): {item.reason}", highlight=False)
+    if len(skipped) > 20:
+        console.print(f"... and {len(skipped) - 20} more skipped (all in labels.json.gz)")
+        for reason, count in reason_counts(skipped).items():
+            console.print(f"  {count:5d} x {reason}", highlight=False)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from .ensemble import (
     torch_threads,
 )
 from .graphs import average_neighbours, collate, composition_to_graph, structures_to_graphs
-from .networks import GNoMENetwork, member_state_dict, stack_state_dicts
+from .networks import GNoMENetwork, StackedLinear, member_state_dict, stack_state_dicts
 
 TRAIN_BUCKETS = 85
 """GNoME: int(md5(reduced formula), 16) % 100 < 85 is the training set."""
@@ -146,18 +146,23 @@ def _train_members(
     seed: int,
     device: torch.device,
     on_epoch: Any,
+    keep_start: bool = False,
 ) -> tuple[list[dict[str, torch.Tensor]], list[int]]:
     """Train the members of ``network`` (one, or several stacked sharing the batch order).
 
     Members share no parameters and the loss is a sum over members, so each member gets
     exactly its own gradient and Adam state; each member keeps its own best state (by
-    validation MAE) and stops after ``patience`` epochs without improvement.
+    validation MAE) and stops after ``patience`` epochs without improvement. With
+    ``keep_start`` (warm starts) the starting weights compete too, so fine-tuning on a few
+    crystals never ends worse on the validation set than the model it started from, and
+    the learning rate is scaled by ``warm_start_lr_factor``.
     """
     n_members = network.n_members
     rng = np.random.default_rng(seed)
     optimizer_cls = torch.optim.AdamW if config.weight_decay > 0 else torch.optim.Adam
+    learning_rate = config.learning_rate * (config.warm_start_lr_factor if keep_start else 1.0)
     optimizer = optimizer_cls(
-        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        network.parameters(), lr=learning_rate, weight_decay=config.weight_decay
     )
     n_batches = math.ceil(len(train_graphs) / config.batch_size)
     total_steps = config.epochs * n_batches
@@ -170,6 +175,15 @@ def _train_members(
     since_best = np.zeros(n_members, dtype=int)
     stopped_at = np.zeros(n_members, dtype=int)
     best_states: list[dict[str, torch.Tensor]] = [{} for _ in range(n_members)]
+    if keep_start:  # scored as the epochs are: on the validation set, else the training set
+        graphs, y = (val_graphs, val_y) if val_graphs else (train_graphs, train_y)
+        best_mae = (_standardised_predictions(network, graphs, config, device) - y).abs()
+        best_mae = best_mae.mean(dim=1).cpu().numpy()
+        state = network.state_dict()
+        best_states = [
+            {k: v.detach().clone() for k, v in member_state_dict(state, member).items()}
+            for member in range(n_members)
+        ]
     for epoch in range(1, config.epochs + 1):
         network.train()
         order = rng.permutation(len(train_graphs))
@@ -283,19 +297,19 @@ def _standardisation(
     compositional: bool,
     init_from: Ensemble | CompositionEnsemble | None,
 ) -> _Standardisation:
-    """A warm start's constants (it must keep them), else those of the training split."""
+    """The training split's target mean and spread; a warm start keeps its neighbour count.
+
+    The target constants follow the data on every fit, warm starts included (the warm
+    network's readout is rescaled to them, :func:`_group_network`), so a campaign's
+    normalisation is never frozen at its first, smallest training set.
+    """
     if init_from is not None:
         _check_warm_start(init_from, config, compositional)
-        return _Standardisation(
-            avg_neighbors=float(init_from.network.avg_neighbors),
-            shift=float(init_from.network.target_shift),
-            scale=float(init_from.network.target_scale),
-        )
-    avg_neighbors = (
-        average_neighbours([data.graphs[i] for i in train_idx])
-        if config.avg_neighbors == "auto"
-        else float(config.avg_neighbors)
-    )
+        avg_neighbors = float(init_from.network.avg_neighbors)
+    elif config.avg_neighbors == "auto":
+        avg_neighbors = average_neighbours([data.graphs[i] for i in train_idx])
+    else:
+        avg_neighbors = float(config.avg_neighbors)
     return _Standardisation(
         avg_neighbors=avg_neighbors,
         shift=float(data.formation[train_idx].mean()),
@@ -311,14 +325,35 @@ def _group_network(
     constants: _Standardisation,
     device: torch.device,
 ) -> GNoMENetwork:
-    """A fresh stacked network for these members, warm-started from ``init_from`` if given."""
+    """A fresh stacked network for these members, warm-started from ``init_from`` if given.
+
+    A warm start keeps its predictions exactly: its readout is rescaled from its own target
+    constants to ``constants``.
+    """
     network = build_network(config, len(members), compositional, constants.avg_neighbors)
     if init_from is not None:
         warm = init_from.member_state_dicts()
         network.load_state_dict(stack_state_dicts([warm[m % init_from.n_models] for m in members]))
+        restandardise(network, constants.shift, constants.scale)
     network.target_shift.fill_(constants.shift)
     network.target_scale.fill_(constants.scale)
     return network.to(device)
+
+
+@torch.no_grad()
+def restandardise(network: GNoMENetwork, shift: float, scale: float) -> None:
+    """Give ``network`` new target constants without changing what it predicts.
+
+    The output is ``y * scale + shift`` and ``y`` is the readout's last linear layer, so
+    that layer's weights and bias absorb the change of constants.
+    """
+    old_shift = float(network.target_shift)
+    old_scale = float(network.target_scale)
+    last = [m for m in network.readout.global_mlp.modules() if isinstance(m, StackedLinear)][-1]
+    last.weight.mul_(old_scale / scale)
+    last.bias.mul_(old_scale / scale).add_((old_shift - shift) / scale)
+    network.target_shift.fill_(shift)
+    network.target_scale.fill_(scale)
 
 
 def _train_groups(
@@ -358,6 +393,7 @@ def _train_groups(
                 seed,
                 device,
                 lambda: bar.advance(task),
+                keep_start=init_from is not None,
             )
             states += [{k: v.cpu() for k, v in st.items()} for st in group_states]
             epochs_run += group_epochs

@@ -27,6 +27,7 @@ from hullhunter.fireworks_config import get_job_store, get_launchpad
 from hullhunter.settings import get_settings
 from hullhunter.workflows.jobs import stop_reason, submit_round
 from hullhunter.workflows.round.records import SEED_ROUND
+from hullhunter.workflows.round.retrain import campaign_prior, model_config
 
 LOST_AFTER_S = 4 * 3600  # FireWorks pings hourly; its own default expiration
 WORKER_LOG = "worker.log"
@@ -34,6 +35,7 @@ WORKER_LOG = "worker.log"
 
 def submit_campaign(config: CampaignConfig) -> tuple[bool, str]:
     """Store the campaign and submit its seed round; (False, why) if it was already there."""
+    campaign_prior(config, model_config(config))  # refuse a mismatched prior before any work
     connect()
     ensure_indexes()
     document = config.model_dump(mode="json")

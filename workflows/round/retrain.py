@@ -1,18 +1,27 @@
 """Stage 5, retrain: new screening ensembles, warm-started from the last, on every result.
 
 Structural ensembles learn from every converged relaxation so far; with the compositional
-pipeline, a compositional ensemble learns the lowest energy of each formula.
+pipeline, a compositional ensemble learns the lowest energy of each formula. Round 0 (the
+seed round) starts from the campaign's prior (``model.prior``): the shipped ensembles
+pretrained on the known world, fine-tuned here on the campaign's relaxed seeds. Every
+model version records in its metrics the prior its lineage started from.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from pymatgen.core import Composition
 
 from hullhunter import models
 from hullhunter.campaign_config import CampaignConfig
 from hullhunter.documents import Calculation
+from hullhunter.models.prior import Prior, load_prior, prior_mismatch
 from hullhunter.workflows.model_store import latest_ensemble, save_ensemble
 from hullhunter.workflows.round.records import usable_calculations
+
+BUILTIN_PRIOR_PRESET = "small"
+"""The preset of the shipped prior; ``prior: builtin`` means none for other presets."""
 
 
 def model_config(
@@ -30,6 +39,35 @@ def model_config(
     return models.GNoMEConfig(**overrides)
 
 
+def campaign_prior(config: CampaignConfig, network: models.GNoMEConfig) -> Prior | None:
+    """The prior this campaign starts from, or None; a mismatched one is refused in one line.
+
+    ``builtin`` is the shipped prior when the campaign's preset is its size, else none.
+    """
+    choice = config.model.prior
+    if choice == "none" or (choice == "builtin" and config.model.preset != BUILTIN_PRIOR_PRESET):
+        return None
+    prior = load_prior(None if choice == "builtin" else choice)
+    problem = prior_mismatch(prior, config.oracle.name, network)
+    if problem is not None:
+        raise ValueError(problem)
+    return prior
+
+
+def _start(
+    name: str, kind: str, config: CampaignConfig, network: models.GNoMEConfig
+) -> tuple[models.Ensemble | models.CompositionEnsemble | None, dict[str, Any] | None]:
+    """The ensemble to warm-start from (the newest, else the prior's) and the lineage's prior."""
+    latest = latest_ensemble(name, kind)
+    if latest is not None:
+        return latest, latest.metadata.get("metrics", {}).get("prior")
+    prior = campaign_prior(config, network)
+    if prior is None:
+        return None, None
+    start = prior.structural if kind == "structural" else prior.compositional
+    return start, None if start is None else prior.summary()
+
+
 def retrain(
     name: str,
     round_number: int,
@@ -44,14 +82,16 @@ def retrain(
     """
     calculations = usable_calculations(name, round_number)
     structures = [c.get_structure() for c in calculations]
+    start, prior = _start(name, "structural", config, network)
     ensemble, metrics = models.train_ensemble(
         structures,
         [c.energy_per_atom for c in calculations],
         elemental_energies,
         config=network,
         n_models=config.model.n_models,
-        init_from=latest_ensemble(name, "structural"),
+        init_from=start,
     )
+    metrics["prior"] = prior
     versions = {"structural": save_ensemble(name, round_number, ensemble, metrics, len(structures))}
     if "compositional" in config.pipelines:
         versions["compositional"] = retrain_compositional(
@@ -73,12 +113,14 @@ def retrain_compositional(
     for calc in calculations:
         if calc.formula not in lowest or calc.energy_per_atom < lowest[calc.formula][1]:
             lowest[calc.formula] = (Composition(calc.formula), calc.energy_per_atom)
+    start, prior = _start(name, "compositional", config, network)
     ensemble, metrics = models.train_composition_ensemble(
         [c for c, _ in lowest.values()],
         [e for _, e in lowest.values()],
         elemental_energies,
         config=network,
         n_models=config.model.n_models,
-        init_from=latest_ensemble(name, "compositional"),
+        init_from=start,
     )
+    metrics["prior"] = prior
     return save_ensemble(name, round_number, ensemble, metrics, len(lowest))
