@@ -147,9 +147,9 @@ class ModelSettings(_Strict):
     prior: str = Field(
         "builtin",
         min_length=1,
-        description="'builtin' (the shipped CHGNet-labelled prior, used when the preset is "
-        "its size: small), 'none' (train from scratch), or a folder made by "
-        "`hullhunter models pretrain`",
+        description="'builtin' (the shipped CHGNet-labelled prior, used where it fits: the "
+        "small preset with the chgnet or vasp oracle), 'none' (train from scratch), or a "
+        "folder made by `hullhunter models pretrain` (refused if it does not fit)",
     )
 
 

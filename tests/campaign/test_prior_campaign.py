@@ -160,3 +160,17 @@ def test_round_zero_model_starts_from_the_prior(database, monkeypatch):
     assert retrain.retrain("primed", 1, config, elemental, network) == {"structural": 2}
     second = ModelVersion.objects.get(campaign="primed", kind="structural", version=2)
     assert second.metrics["prior"] == version.metrics["prior"]
+
+
+def test_builtin_prior_applies_where_it_fits():
+    def prior_of(**model):
+        config = parse_config(
+            {"name": "a", "chemical_space": {"systems": ["Li-O"]}, "model": model}
+        )
+        return retrain.campaign_prior(config, retrain.model_config(config))
+
+    assert prior_of().oracle == "chgnet"
+    assert prior_of(preset="gnome") is None  # the shipped prior is the small preset
+    assert prior_of(prior="none") is None
+    with pytest.raises(ValueError, match="not a prior folder"):
+        prior_of(prior="/nonexistent/prior")

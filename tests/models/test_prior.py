@@ -102,6 +102,7 @@ def test_pyproject_ships_every_package_and_the_prior():
     assert not unshipped, f"prior files not in package-data: {unshipped}"
 
 
+@pytest.mark.slow
 def test_builtin_prior_card_and_held_out_accuracy():
     prior = load_prior()
     card = prior.card

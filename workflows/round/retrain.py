@@ -40,18 +40,21 @@ def model_config(
 
 
 def campaign_prior(config: CampaignConfig, network: models.GNoMEConfig) -> Prior | None:
-    """The prior this campaign starts from, or None; a mismatched one is refused in one line.
+    """The prior this campaign starts from, or None; a mismatched folder is refused in one line.
 
-    ``builtin`` is the shipped prior when the campaign's preset is its size, else none.
+    ``builtin`` is the shipped prior where it fits (the small preset, an oracle it may
+    start: CHGNet or VASP), else none: campaigns of other oracles train from scratch.
     """
     choice = config.model.prior
     if choice == "none" or (choice == "builtin" and config.model.preset != BUILTIN_PRIOR_PRESET):
         return None
     prior = load_prior(None if choice == "builtin" else choice)
     problem = prior_mismatch(prior, config.oracle.name, network)
-    if problem is not None:
-        raise ValueError(problem)
-    return prior
+    if problem is None:
+        return prior
+    if choice == "builtin":
+        return None
+    raise ValueError(problem)
 
 
 def _start(
