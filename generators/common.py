@@ -41,6 +41,19 @@ def accepted(candidate: Any, accept: Accept | None, stats: GenerationStats) -> b
     return False
 
 
+def counted(
+    candidates: Iterable[Any], accept: Accept | None, limit: int | None, stats: GenerationStats
+) -> Iterator[Any]:
+    """The candidates ``accept`` takes, counted in ``stats.yielded``, at most ``limit``."""
+    for candidate in candidates:
+        if not accepted(candidate, accept, stats):
+            continue
+        stats.yielded += 1
+        yield candidate
+        if limit is not None and stats.yielded >= limit:
+            return
+
+
 def validate_elements(symbols: Iterable[str] | None) -> frozenset[str] | None:
     """Return the symbols as a frozenset, raising ValueError naming any that are no element."""
     if symbols is None:

@@ -20,7 +20,7 @@ from hullhunter.generators.candidate import Candidate
 from hullhunter.generators.common import (
     Accept,
     GenerationStats,
-    accepted,
+    counted,
     structure_from_elements,
     usable_parents,
     validate_elements,
@@ -65,12 +65,31 @@ def decorate_prototypes(
     if not allowed:
         raise ValueError("decorate_prototypes needs allowed_elements, e.g. ['Li', 'Mn', 'O']")
     stats = stats if stats is not None else GenerationStats()
-    known = set(known_formulas)
+    decorations = _decorations(
+        prototypes if prototypes is not None else aflow_prototypes(),
+        allowed,
+        set(known_formulas),
+        charge_balance,
+        max_interpolated,
+        scale_volume,
+        stats,
+    )
+    yield from counted(decorations, accept, limit, stats)
+
+
+def _decorations(
+    prototypes: Iterable[Any],
+    allowed: list[str],
+    known: set[str],
+    charge_balance: bool,
+    max_interpolated: int,
+    scale_volume: bool,
+    stats: GenerationStats,
+) -> Iterator[Candidate]:
+    """Every admissible decoration of every prototype, in prototype order."""
     radii = {el: atomic_radius(el) for el in allowed}
     usable = [el for el in allowed if radii[el]]
-    for prototype_id, structure in usable_parents(
-        prototypes if prototypes is not None else aflow_prototypes(), stats
-    ):
+    for prototype_id, structure in usable_parents(prototypes, stats):
         site_elements = [site.specie.symbol for site in structure]
         originals = sorted(set(site_elements))
         old_radii = {el: atomic_radius(el) for el in originals}
@@ -93,7 +112,7 @@ def decorate_prototypes(
                 old_volume = sum(n * old_radii[el] ** 3 for el, n in counts.items())
                 ratio = new_volume / old_volume
             lattice = Lattice(structure.lattice.matrix * np.cbrt(ratio))
-            candidate = Candidate(
+            yield Candidate(
                 structure_from_elements(
                     lattice, [mapping[el] for el in site_elements], structure.frac_coords
                 ),
@@ -101,12 +120,6 @@ def decorate_prototypes(
                 prototype_id,
                 {"assignment": mapping, "volume_scale": ratio},
             )
-            if not accepted(candidate, accept, stats):
-                continue
-            stats.yielded += 1
-            yield candidate
-            if limit is not None and stats.yielded >= limit:
-                return
 
 
 class PrototypeSettings(GeneratorSettings):

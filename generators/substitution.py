@@ -28,7 +28,7 @@ from hullhunter.generators.common import (
     Accept,
     GenerationStats,
     SiteTemplates,
-    accepted,
+    counted,
     guess_oxidation_states,
     reduced_formula,
     usable_parents,
@@ -222,16 +222,16 @@ def substitute(
     )
     if ranked:
         plans = iter(sorted(plans, key=lambda plan: -plan[0]))
-    for probability, parent_id, templates, site_elements, element_map, changes in plans:
-        params = {"substitution": changes, "probability": probability, "model": model.variant}
-        new_structure = templates.build([element_map[el] for el in site_elements])
-        candidate = Candidate(new_structure, "substitution", parent_id, params)
-        if not accepted(candidate, accept, stats):
-            continue
-        stats.yielded += 1
-        yield candidate
-        if limit is not None and stats.yielded >= limit:
-            return
+    built = (
+        Candidate(
+            templates.build([element_map[el] for el in site_elements]),
+            "substitution",
+            parent_id,
+            {"substitution": changes, "probability": probability, "model": model.variant},
+        )
+        for probability, parent_id, templates, site_elements, element_map, changes in plans
+    )
+    yield from counted(built, accept, limit, stats)
 
 
 Plan = tuple[float, str, SiteTemplates, list[str], dict[str, str], dict[str, str]]
