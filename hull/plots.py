@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -33,14 +34,7 @@ def plot_hit_rate(round_metrics: Sequence[dict], path: str | Path) -> Path:
         label="hit rate (cumulative)",
     )
     for m in round_metrics:
-        ax.annotate(
-            f"{m['hits']}/{m['accepted']}",
-            (m["round"], m["hit_rate"]),
-            textcoords="offset points",
-            xytext=(0, 6),
-            ha="center",
-            fontsize=8,
-        )
+        _label_point(ax, f"{m['hits']}/{m['accepted']}", (m["round"], m["hit_rate"]))
     ax.set_xlabel("round")
     ax.set_ylabel("fraction stable vs hull before the round")
     ax.set_xticks(rounds)
@@ -73,13 +67,11 @@ def plot_selection_hit_rate(round_metrics: Sequence[dict], path: str | Path) -> 
         (line,) = ax.plot(rounds, rates, style, label=f"{kind} picks")
         for round_, rate, c in zip(rounds, rates, counts, strict=True):
             if np.isfinite(rate):
-                ax.annotate(
+                _label_point(
+                    ax,
                     f"{c['hits']}/{c['accepted']}",
                     (round_, rate),
-                    textcoords="offset points",
-                    xytext=(0, -14 if below else 6),  # apart where the rates coincide
-                    ha="center",
-                    fontsize=8,
+                    rise=-14 if below else 6,  # apart where the rates coincide
                     color=line.get_color(),
                 )
     ax.set_xlabel("round")
@@ -100,13 +92,8 @@ def plot_model_error(round_metrics: Sequence[dict], path: str | Path) -> Path:
     ax = fig.add_subplot()
     ax.plot(rounds, [1000 * m["model_mae_ev_per_atom"] for m in rows], "o-")
     for m in rows:
-        ax.annotate(
-            f"n = {m.get('n_predicted')}",
-            (m["round"], 1000 * m["model_mae_ev_per_atom"]),
-            textcoords="offset points",
-            xytext=(0, 6),
-            ha="center",
-            fontsize=8,
+        _label_point(
+            ax, f"n = {m.get('n_predicted')}", (m["round"], 1000 * m["model_mae_ev_per_atom"])
         )
     ax.set_xlabel("round")
     ax.set_ylabel("model MAE vs oracle (meV/atom)")
@@ -243,6 +230,15 @@ def plot_parity(
 def _number(value: float | None) -> float:
     """Stored metrics hold None where a ratio had no denominator."""
     return float("nan") if value is None else float(value)
+
+
+def _label_point(
+    ax: Any, text: str, point: tuple[float, float], rise: float = 6, **style: Any
+) -> None:
+    """A small centred label ``rise`` points above (below when negative) a plotted point."""
+    ax.annotate(
+        text, point, textcoords="offset points", xytext=(0, rise), ha="center", fontsize=8, **style
+    )
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
