@@ -303,6 +303,11 @@ def campaign_finetune(
         f"potential version {report['version']}: {report['n_train_trajectories']} train / "
         f"{report['n_heldout_trajectories']} held-out trajectories (composition-hash split)"
     )
+    if report["skipped_trajectories"]:
+        console.print(
+            f"skipped {report['skipped_frames']} frames of {report['skipped_trajectories']} "
+            "trajectories whose last frame is not their calculation's energy"
+        )
     console.print(format_comparison(report["comparison"]))
 
 

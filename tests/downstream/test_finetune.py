@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -151,12 +153,30 @@ def _as_result(trajectory: list[Frame]) -> OracleResult:
     )
 
 
+def test_trajectories_whose_last_frame_is_not_their_result_are_skipped_and_counted(
+    database, emt_trajectories
+):
+    good, bad = emt_trajectories[:2]
+    save_calculation("mixed", 1, _as_result(good))
+    wrong = _as_result(bad)
+    # as VASP 5.x step energies were before their repair: the frames are off, the result is not
+    wrong.frames = [replace(f, energy_per_atom=f.energy_per_atom + 3.4) for f in bad]
+    save_calculation("mixed", 1, wrong)
+
+    kept, skipped = campaign_trajectories("mixed")
+    assert [t[0].trajectory_id for t in kept] == [good[0].trajectory_id]
+    assert skipped == {bad[0].trajectory_id: len(bad)}
+    with pytest.raises(ValueError, match=r"no stored relaxation trajectories.*\(0 skipped\)"):
+        finetune_campaign("other")
+
+
 @pytest.mark.slow
 def test_campaign_finetunes_on_its_stored_trajectories(database, emt_trajectories):
     torch.set_num_threads(1)
     for trajectory in emt_trajectories:
         save_calculation("alloys", 1, _as_result(trajectory))
-    stored = campaign_trajectories("alloys")
+    stored, skipped = campaign_trajectories("alloys")
+    assert skipped == {}
     assert sorted(t[0].trajectory_id for t in stored) == sorted(
         t[0].trajectory_id for t in emt_trajectories
     )

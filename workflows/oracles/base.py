@@ -17,6 +17,7 @@ from hullhunter.workflows.oracles.result import (
     failure_reason,
     paired_inputs,
     structure_problem,
+    with_checked_frames,
 )
 
 ResultCallback = Callable[[OracleResult], None]
@@ -34,7 +35,8 @@ class Oracle(ABC):
     """Relaxes structures and reports one :class:`OracleResult` per input.
 
     Subclasses implement :meth:`relax_one`; :meth:`relax` adds the input checks, turns any
-    exception into a failed result so that one bad candidate never stops a batch, and calls
+    exception into a failed result so that one bad candidate never stops a batch, checks that
+    each result's frames end at its energy (:func:`with_checked_frames`), and calls
     ``on_result`` as soon as each result exists.
     """
 
@@ -66,21 +68,24 @@ class Oracle(ABC):
         results = []
         with self.reporting(len(structures), on_result) as report:
             for structure, candidate_id in zip(structures, ids, strict=True):
-                result = self._relax_safely(structure, candidate_id)
-                results.append(result)
-                report(result)
+                results.append(report(self._relax_safely(structure, candidate_id)))
         return results
 
     @contextmanager
-    def reporting(self, total: int, on_result: ResultCallback | None) -> Iterator[ResultCallback]:
-        """A callback for each finished result: passes it to ``on_result``, advances the bar."""
+    def reporting(
+        self, total: int, on_result: ResultCallback | None
+    ) -> Iterator[Callable[[OracleResult], OracleResult]]:
+        """A callback for each finished result: checks its frames, passes it to ``on_result``,
+        advances the bar, and returns the checked result (which the batch keeps)."""
         with Progress(disable=not self.progress, transient=True) as progress:
             task = progress.add_task(f"{self.name} relaxations", total=total)
 
-            def report(result: OracleResult) -> None:
+            def report(result: OracleResult) -> OracleResult:
+                result = with_checked_frames(result)
                 if on_result is not None:
                     on_result(result)
                 progress.advance(task)
+                return result
 
             yield report
 

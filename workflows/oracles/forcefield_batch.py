@@ -187,9 +187,8 @@ def relax_in_lockstep(
     with oracle.reporting(len(structures), on_result) as report:
 
         def finish(index: int, result: OracleResult) -> None:
-            results[index] = result
             running.pop(index, None)
-            report(result)
+            results[index] = report(result)
 
         for index, structure in enumerate(structures):
             problem = structure_problem(structure, oracle.known_elements)

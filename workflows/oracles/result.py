@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from monty.json import jsanitize
@@ -14,6 +14,9 @@ from hullhunter.frames import Frame
 
 MIN_DISTANCE_A = 0.5
 """Atoms closer than this (in Å) make a structure unphysical: no oracle is asked about it."""
+
+FRAME_ENERGY_TOLERANCE = 1e-6
+"""eV/atom: how far a relaxation's last frame may sit from its result's energy."""
 
 
 @dataclass
@@ -131,6 +134,33 @@ def structure_problem(structure: Structure, known_elements: set[str] | None = No
             "the structure is unphysical"
         )
     return None
+
+
+def frames_problem(result: OracleResult) -> str | None:
+    """Why a result's frames contradict it, or None: the last frame must be the result.
+
+    The last step of a relaxation is the relaxed structure, so its energy is the result's
+    energy. When they differ, the parsed output is inconsistent (e.g. step energies that
+    VASP 5.x wrote as 0.0, or a vasprun.xml cut mid-write), and frames from it would be
+    wrong training data.
+    """
+    if not result.ok or not result.frames:
+        return None
+    last = result.frames[-1].energy_per_atom
+    if abs(last - result.energy_per_atom) <= FRAME_ENERGY_TOLERANCE:
+        return None
+    return (
+        f"inconsistent output: the last frame's energy ({last:.6f} eV/atom) is not the "
+        f"result's ({result.energy_per_atom:.6f} eV/atom); neither is kept"
+    )
+
+
+def with_checked_frames(result: OracleResult) -> OracleResult:
+    """The result, or a failed copy without energies and frames when :func:`frames_problem`."""
+    problem = frames_problem(result)
+    if problem is None:
+        return result
+    return replace(result, energy=None, energy_per_atom=None, error=problem, frames=[])
 
 
 def check_ids(structures: list[Structure], ids: list[str]) -> None:

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from custodian.custodian import ErrorHandler
+from custodian.custodian import ErrorHandler, ValidationError
 from pydantic import Field
 from pymatgen.core import Structure
-from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+from pymatgen.entries.compatibility import CompatibilityError, MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
@@ -267,39 +267,51 @@ class VaspOracle(Oracle):
         problem = None
         try:
             chain.run(self._legs(), current)
+        except ValidationError as exc:
+            problem = (
+                f"{exc}: VASP's output is missing, truncated or unreadable (killed mid-write?); "
+                "rerun the candidate"
+            )
         except Exception as exc:  # recorded below with the folder and corrections so far
             problem = failure_reason(exc)
         if chain.stopped_by_walltime:
             # a run stopped by STOPCAR looks finished to pymatgen; it is not
             problem = "stopped by the walltime; rerun the batch to continue from its last CONTCAR"
         if problem is None:
-            corrected, problem = self._corrected(chain.task_docs[-1])
-        if problem is not None:
-            return self.failed_result(
-                candidate_id,
-                structure,
-                problem,
-                started=start,
-                directory=str(directory),
-                corrections=chain.corrections,
-            )
-        return self._result(candidate_id, chain, corrected, start)
+            try:
+                return self._result(candidate_id, chain, start)
+            except (CompatibilityError, ValueError) as exc:
+                problem = str(exc)
+        return self.failed_result(
+            candidate_id,
+            structure,
+            problem,
+            started=start,
+            directory=str(directory),
+            corrections=chain.corrections,
+        )
 
-    def _corrected(self, final: Any) -> tuple[ComputedStructureEntry | None, str | None]:
-        """The final task document's entry with MP2020 corrections, or why there is none."""
-        corrected = self._compatibility.process_entry(final.entry, inplace=False)
-        if corrected is None:
-            return None, (
+    def _corrected(self, final: Any) -> ComputedStructureEntry:
+        """The final task document's entry with MP2020 corrections; raises with pymatgen's
+        reason when MP2020 rejects it (e.g. a POTCAR other than MP's)."""
+        try:
+            (corrected,) = self._compatibility.process_entries(
+                final.entry, inplace=False, on_error="raise"
+            )
+        except (CompatibilityError, ValueError) as exc:
+            raise CompatibilityError(
                 "MaterialsProject2020Compatibility rejected the calculation "
-                f"(run type {final.entry.parameters.get('run_type')})"
-            )
-        return corrected, None
+                f"(run type {final.entry.parameters.get('run_type')}): {exc}"
+            ) from exc
+        return corrected
 
-    def _result(
-        self, candidate_id: str, chain: JobChain, corrected: ComputedStructureEntry, start: float
-    ) -> OracleResult:
-        """The successful result: the final job's structure, corrected energy and all frames."""
+    def _result(self, candidate_id: str, chain: JobChain, start: float) -> OracleResult:
+        """The successful result: the final job's structure, corrected energy and all frames.
+
+        Raises when MP2020 rejects the run or a step's energy cannot be repaired.
+        """
         final = chain.task_docs[-1]
+        corrected = self._corrected(final)
         relaxed = final.output.structure
         frames = chain.frames(candidate_id, corrected.correction_per_atom)
         return OracleResult(

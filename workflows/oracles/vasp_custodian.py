@@ -7,13 +7,14 @@ before the SLURM limit, counting from the time kept in ``CUSTODIAN_WALLTIME_STAR
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,10 @@ from typing import Any
 from custodian.custodian import ErrorHandler
 from custodian.vasp.handlers import (
     FrozenJobErrorHandler,
+    IncorrectSmearingHandler,
+    KspacingMetalHandler,
+    LargeSigmaHandler,
+    MeshSymmetryErrorHandler,
     NonConvergingErrorHandler,
     PositiveEnergyErrorHandler,
     PotimErrorHandler,
@@ -34,14 +39,20 @@ from monty.json import jsanitize
 
 HANDLERS: dict[str, type[ErrorHandler]] = {
     "VaspErrorHandler": VaspErrorHandler,
+    "MeshSymmetryErrorHandler": MeshSymmetryErrorHandler,
     "UnconvergedErrorHandler": UnconvergedErrorHandler,
     "NonConvergingErrorHandler": NonConvergingErrorHandler,
     "PotimErrorHandler": PotimErrorHandler,
     "PositiveEnergyErrorHandler": PositiveEnergyErrorHandler,
     "FrozenJobErrorHandler": FrozenJobErrorHandler,
     "StdErrHandler": StdErrHandler,
+    "LargeSigmaHandler": LargeSigmaHandler,
+    "IncorrectSmearingHandler": IncorrectSmearingHandler,
+    "KspacingMetalHandler": KspacingMetalHandler,
 }
-"""The standard handler set, by name; WalltimeHandler is added when SLURM gives a limit."""
+"""atomate2's default VASP handler set (``atomate2.vasp.run.DEFAULT_HANDLERS``), by name and
+in its order; WalltimeHandler is added when there is a walltime. atomate2's default validators
+(vasprun.xml parses, the output files exist) run after them."""
 
 WALLTIME_START_VARIABLE = "CUSTODIAN_WALLTIME_START"
 WALLTIME_ERROR = "Walltime reached"  # what custodian's WalltimeHandler logs
@@ -61,6 +72,17 @@ def custodian_handler(spec: str | ErrorHandler) -> ErrorHandler:
     if spec not in HANDLERS:
         raise ValueError(f"unknown custodian handler {spec!r}; choose from {', '.join(HANDLERS)}")
     return HANDLERS[spec]()
+
+
+def fresh_handlers(handlers: Sequence[ErrorHandler]) -> list[ErrorHandler]:
+    """Unused copies of configured handlers, one set per custodian run.
+
+    Custodian's handlers count what they did (VaspErrorHandler steps through tiers of fixes
+    per error: ISTART, then IMIX, then k-points for BRMIX); a handler reused across runs would
+    give a fresh candidate the later tier meant for another. Copies of the configured
+    instances keep any settings they were given (e.g. a FrozenJobErrorHandler's timeout).
+    """
+    return [copy.deepcopy(handler) for handler in handlers]
 
 
 def slurm_remaining_seconds() -> int | None:

@@ -18,7 +18,11 @@ import numpy as np
 from pymatgen.core import Structure
 
 from hullhunter.frames import Frame
-from hullhunter.workflows.oracles.vasp_custodian import custodian_corrections, stopped_by_walltime
+from hullhunter.workflows.oracles.vasp_custodian import (
+    custodian_corrections,
+    fresh_handlers,
+    stopped_by_walltime,
+)
 
 MAKERS = ("double_relax", "double_relax_static")
 
@@ -32,26 +36,31 @@ def mp_gga_legs(
     """atomate2's VASP job makers of the MP GGA flow ``maker`` (one of :data:`MAKERS`), in order.
 
     They are the makers ``MPGGADoubleRelaxMaker`` (and ``MPGGADoubleRelaxStaticMaker``) are
-    built from, so the input set generators and copy settings are atomate2's.
+    built from, so the input set generators and copy settings are atomate2's. Each job gets
+    fresh copies of ``run_vasp_kwargs["handlers"]`` (:func:`fresh_handlers`).
     """
     from atomate2.vasp.flows.mp import MPGGADoubleRelaxMaker, MPGGADoubleRelaxStaticMaker
     from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
     from atomate2.vasp.powerups import update_user_incar_settings
 
-    common = {
-        "run_vasp_kwargs": run_vasp_kwargs,
-        # an unconverged run is reported as converged=False, not raised
-        "stop_children_kwargs": {"handle_unsuccessful": False},
-    }
+    def common() -> dict[str, Any]:
+        """Each job's own settings: its custodian run gets handlers no other run has used."""
+        handlers = fresh_handlers(run_vasp_kwargs.get("handlers", ()))
+        return {
+            "run_vasp_kwargs": {**run_vasp_kwargs, "handlers": handlers},
+            # an unconverged run is reported as converged=False, not raised
+            "stop_children_kwargs": {"handle_unsuccessful": False},
+        }
+
     from_previous = {"additional_vasp_files": ("WAVECAR", "CHGCAR")}
     flow: Any = MPGGADoubleRelaxMaker(
-        relax_maker1=MPGGARelaxMaker(**common),
-        relax_maker2=MPGGARelaxMaker(copy_vasp_kwargs=from_previous, **common),
+        relax_maker1=MPGGARelaxMaker(**common()),
+        relax_maker2=MPGGARelaxMaker(copy_vasp_kwargs=from_previous, **common()),
     )
     if maker == "double_relax_static":
         flow = MPGGADoubleRelaxStaticMaker(
             relax_maker=flow,
-            static_maker=MPGGAStaticMaker(copy_vasp_kwargs=from_previous, **common),
+            static_maker=MPGGAStaticMaker(copy_vasp_kwargs=from_previous, **common()),
         )
     if user_incar_settings:
         flow = update_user_incar_settings(flow, user_incar_settings)
@@ -110,10 +119,10 @@ class JobChain:
     def frames(self, candidate_id: str, correction_per_atom: float) -> list[Frame]:
         """Every ionic step of the jobs, in run order, as frames numbered from 0.
 
-        Energies are VASP's σ→0 energies plus the final entry's MP2020 correction per atom, so
-        they sit on the same scale as the result's energy and as CHGNet's. VASP writes stress
-        in kBar with positive = compressive; frames use GPa with ASE's sign (positive =
-        tensile), hence the factor -0.1.
+        Energies are each step's σ→0 energy as :func:`step_energy` repairs it, plus the final
+        entry's MP2020 correction per atom, so they sit on the same scale as the result's
+        energy and as CHGNet's. VASP writes stress in kBar with positive = compressive; frames
+        use GPa with ASE's sign (positive = tensile), hence the factor -0.1.
         """
         frames: list[Frame] = []
         for doc in self.task_docs:
@@ -122,7 +131,8 @@ class JobChain:
                 frames.append(
                     Frame(
                         structure=Structure(cell.lattice, cell.species, cell.frac_coords),
-                        energy_per_atom=step.e_0_energy / len(cell) + correction_per_atom,
+                        energy_per_atom=step_energy(step, len(frames)) / len(cell)
+                        + correction_per_atom,
                         forces=np.array(step.forces, dtype=float),
                         stress=-0.1 * np.array(step.stress, dtype=float),
                         trajectory_id=candidate_id,
@@ -130,6 +140,32 @@ class JobChain:
                     )
                 )
         return frames
+
+
+def step_energy(step: Any, index: int = 0) -> float:
+    """An ionic step's σ→0 energy (eV), repaired as ``Vasprun.final_energy`` repairs the last.
+
+    VASP 5.x writes each ionic step's ``e_0_energy`` as 0.0 in vasprun.xml (VASP forum thread
+    16942). pymatgen repairs only the final energy, so the per-step value is rebuilt here the
+    same way: the step's free energy plus the σ→0 shift of its last electronic step, rounded
+    to 1e-8 eV as pymatgen rounds. ``step`` is an emmet ``IonicStep`` (or a dict from
+    ``Vasprun.ionic_steps``); one without electronic steps cannot be repaired and raises.
+    """
+    electronic = _field(step, "electronic_steps") or []
+    free_energy = _field(step, "e_fr_energy")
+    if not electronic or free_energy is None:
+        raise ValueError(
+            f"ionic step {index} of vasprun.xml has no electronic steps or free energy, so "
+            "its energy cannot be checked; the file may be truncated"
+        )
+    last = electronic[-1]
+    shift = _field(last, "e_0_energy") - _field(last, "e_fr_energy")
+    return float(np.round(free_energy + shift, 8))
+
+
+def _field(record: Any, name: str) -> Any:
+    """A field of an emmet document or of pymatgen's plain dict."""
+    return record.get(name) if isinstance(record, dict) else getattr(record, name, None)
 
 
 def latest_contcar(directory: Path) -> Structure | None:
