@@ -41,6 +41,10 @@ def test_chemical_space_membership():
         ({**MINIMAL, "name": "bad name!"}, r"name:"),
         ({**MINIMAL, "budget": {"rounds": 0}}, r"budget\.rounds"),
         ({**MINIMAL, "oracle": {"vasp_prerelax": "chgnet"}}, r"vasp_prerelax only apply to"),
+        (
+            {**MINIMAL, "oracle": {"name": "vasp", "vasp_handlers": ["SmearHandler"]}},
+            r"oracle\.vasp_handlers.*unknown custodian handler\(s\) SmearHandler; choose from",
+        ),
         ({**MINIMAL, "generators": {"sapz": {}}}, r"generators: unknown generator 'sapz'"),
         ({**MINIMAL, "generators": {"saps": {"mode": "all"}}}, r"generators\.saps\.mode"),
         ({**MINIMAL, "generators": {"compositional": {}}}, r"top-level 'compositional:'"),
@@ -72,9 +76,15 @@ def test_shipped_examples_are_valid():
 def test_vasp_campaign_settings_reach_the_oracle(hh_settings):
     from hullhunter.workflows.oracles import OracleContext, build_oracle
 
-    oracle = {"name": "vasp", "vasp_prerelax": "chgnet", "vasp_incar": {"ENCUT": 600}}
+    oracle = {
+        "name": "vasp",
+        "vasp_prerelax": "chgnet",
+        "vasp_incar": {"ENCUT": 600},
+        "vasp_handlers": ["VaspErrorHandler", "IncorrectSmearingHandler"],
+    }
     config = parse_config({**MINIMAL, "oracle": oracle})
     vasp = build_oracle(config.oracle, OracleContext.for_round(hh_settings, "tiny", 2))
+    assert [type(h).__name__ for h in vasp.handlers] == oracle["vasp_handlers"]
     assert vasp.prerelax == "chgnet"
     assert vasp.maker == "double_relax"
     assert vasp.user_incar_settings == {"ENCUT": 600}

@@ -20,10 +20,12 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 from pymatgen.io.vasp import Incar, Oszicar, Vasprun
 
+from hullhunter.documents import Calculation
 from hullhunter.workflows.oracles import OracleResult, get_oracle
 from hullhunter.workflows.oracles.result import FRAME_ENERGY_TOLERANCE, with_checked_frames
 from hullhunter.workflows.oracles.vasp_custodian import HANDLERS
 from hullhunter.workflows.oracles.vasp_jobs import JobChain, step_energy
+from hullhunter.workflows.round.relax import save_calculation
 
 RECORDED = Path(__file__).parent / "recorded_vasp"
 REPLAY = RECORDED / "replay.py"
@@ -153,7 +155,7 @@ def test_rejected_ggau_run_names_the_potcar_and_its_steps_are_right(
 
 @pytest.mark.filterwarnings("ignore")
 def test_metal_under_tetrahedron_smearing_is_corrected_by_incorrect_smearing_handler(
-    replayed_vasp: dict, monkeypatch: pytest.MonkeyPatch
+    replayed_vasp: dict, monkeypatch: pytest.MonkeyPatch, database
 ) -> None:
     # the first run is a real Al relaxation under ISMEAR = -5; custodian's fix is run emulated
     monkeypatch.setenv("HULLHUNTER_VASP_REPLAY", "Al_vasp5.4.4_metal_ismear-5,emulate")
@@ -169,6 +171,16 @@ def test_metal_under_tetrahedron_smearing_is_corrected_by_incorrect_smearing_han
     assert Incar.from_file(first / "INCAR.orig.gz")["ISMEAR"] == -5
     incar = Incar.from_file(first / "INCAR.gz")
     assert (incar["ISMEAR"], incar["SIGMA"]) == (2, 0.2)
+
+    # the custodian history is the analyst's to query
+    save_calculation("metals", 1, result)
+    (stored,) = Calculation.objects(
+        campaign="metals",
+        corrections__handler="IncorrectSmearingHandler",
+        corrections__errors="IncorrectSmearing",
+    )
+    (fix,) = [c for c in stored.corrections if c["handler"] == "IncorrectSmearingHandler"]
+    assert {"dict": "INCAR", "action": {"_set": {"ISMEAR": 2}}} in fix["actions"]
 
 
 ERROR_OUTPUTS = {

@@ -80,6 +80,7 @@ def test_double_relaxation_survives_four_faults_and_is_mp2020_corrected(
     emulated_vasp: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HULLHUNTER_VASP_EMULATOR_FAULTS", "zbrent,brmix,frozen,unconverged")
+    monkeypatch.setenv("HULLHUNTER_VASP_EMULATOR_VERSION", "5.4.4")  # step e_0_energy of 0.0
     crowded = Structure(Lattice.cubic(5.0), ["Mn", "O"], [[0, 0, 0], [0.05, 0, 0]])
     seen = []
     oracle = get_oracle("vasp", **emulated_vasp)
@@ -115,6 +116,7 @@ def test_double_relaxation_survives_four_faults_and_is_mp2020_corrected(
         final.ionic_steps
     )
     assert mno.to_entry().entry_id == "mno"
+    assert mno.frames[-1].energy_per_atom == pytest.approx(mno.energy_per_atom, abs=1e-6)
 
     assert "closer than 0.5" in failed.error
     assert not (Path(emulated_vasp["root_dir"]) / "crowded").exists()
@@ -156,9 +158,15 @@ def test_walltime_stop_is_recorded_and_the_rerun_continues_from_contcar(
     assert Kpoints.from_file(first_rerun / "KPOINTS.gz").style == Kpoints.supported_modes.Gamma
 
 
+@pytest.mark.parametrize("vasp_version", ["6.4.2", "5.4.4"])
 def test_frames_are_every_ionic_step_labelled_as_the_emulator_computed_them(
-    emulated_vasp: dict, emulator_module: ModuleType
+    emulated_vasp: dict,
+    emulator_module: ModuleType,
+    vasp_version: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # VASP 5.x writes every ionic step's e_0_energy as 0.0: the frames must not care
+    monkeypatch.setenv("HULLHUNTER_VASP_EMULATOR_VERSION", vasp_version)
     structure = rock_salt_nacl()
     structure.perturb(0.1, seed=3)
     (result,) = VaspOracle(**emulated_vasp).relax([structure], ["nacl"])
@@ -186,6 +194,22 @@ def test_frames_are_every_ionic_step_labelled_as_the_emulator_computed_them(
         assert frame.forces == pytest.approx(atoms.get_forces(), abs=1e-4)
         # ASE's sign (positive = tensile) in GPa, as CHGNet's frames
         assert frame.stress == pytest.approx(atoms.get_stress(voigt=False) / GPa, abs=1e-3)
+
+
+def test_candidates_with_the_same_error_each_get_the_first_correction(
+    emulated_vasp: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # runs: a relax1 (BRMIX), its rerun, b relax2; b relax1 (BRMIX), its rerun, b relax2
+    monkeypatch.setenv("HULLHUNTER_VASP_EMULATOR_FAULTS", "brmix,none,none,brmix,none,none")
+    oracle = VaspOracle(**emulated_vasp)
+    results = oracle.relax([rock_salt_nacl(5.5), rock_salt_nacl(5.7)], ["a", "b"])
+    assert all(r.ok for r in results), [r.error for r in results]
+
+    first_fixes = [
+        [(c["handler"], c["errors"], c["actions"]) for c in r.corrections] for r in results
+    ]
+    assert len(first_fixes[0]) == 1 and first_fixes[0][0][1] == ["brmix"]
+    assert first_fixes[1] == first_fixes[0]  # not the next tier of BRMIX fixes
 
 
 def test_relaxation_cut_by_the_step_limit_is_unconverged_with_its_energy(

@@ -3,9 +3,10 @@
 Each candidate runs in its own subfolder of ``root_dir`` (named after its id), one after the
 other, so a batch uses one allocation. atomate2's makers write MP-compatible inputs (PBE PAW,
 MP's U values, 520 eV, ferromagnetic MAGMOM start; pymatgen picks Γ-centred meshes for
-hexagonal cells); custodian runs the VASP command with the standard handlers and atomate2's
-validators; the final task document becomes an entry and gets
-MaterialsProject2020Compatibility applied. Every ionic step becomes a training frame.
+hexagonal cells); custodian runs the VASP command with atomate2's default handlers (fresh
+ones for every run) and validators; the final task document becomes an entry and gets
+MaterialsProject2020Compatibility applied (a rejection quotes pymatgen's reason). Every ionic
+step becomes a training frame, its energy repaired for VASP 5.x (:func:`.vasp_jobs.step_energy`).
 
 A relaxation stopped by the walltime (custodian's WalltimeHandler writes a STOPCAR before the
 SLURM limit) leaves a CONTCAR in the candidate's folder; relaxing the same id into the same
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from custodian.custodian import ErrorHandler, ValidationError
-from pydantic import Field
+from pydantic import Field, field_validator
 from pymatgen.core import Structure
 from pymatgen.entries.compatibility import CompatibilityError, MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedStructureEntry
@@ -105,7 +106,8 @@ class VaspOracle(Oracle):
         custodian's ``max_errors`` per VASP run; default: the setting ``vasp_max_errors``.
     ``handlers``
         custodian handler names (keys of :data:`HANDLERS`) or instances; default: all of
-        :data:`HANDLERS`. A WalltimeHandler is added whenever there is a walltime.
+        :data:`HANDLERS`, atomate2's default set in its order. A WalltimeHandler is added
+        whenever there is a walltime. Every custodian run gets its own fresh copies.
     ``root_dir``
         folder under which each candidate gets its own run folder (named after its id).
     ``maker``
@@ -342,6 +344,20 @@ class VaspSettings(OracleSettings):
     vasp_incar: dict[str, Any] = Field(
         default_factory=dict, description="INCAR overrides on top of the MP-compatible set"
     )
+    vasp_handlers: list[str] | None = Field(
+        None, description="custodian handlers by name, in order; default: atomate2's set"
+    )
+
+    @field_validator("vasp_handlers")
+    @classmethod
+    def _known_handlers(cls, names: list[str] | None) -> list[str] | None:
+        unknown = [name for name in names or () if name not in HANDLERS]
+        if unknown:
+            raise ValueError(
+                f"unknown custodian handler(s) {', '.join(unknown)}; choose from "
+                f"{', '.join(HANDLERS)}"
+            )
+        return names
 
     def oracle_kwargs(self, context: OracleContext) -> dict[str, Any]:
         context.run_dir.mkdir(parents=True, exist_ok=True)
@@ -350,6 +366,7 @@ class VaspSettings(OracleSettings):
             "maker": self.vasp_maker,
             "prerelax": self.vasp_prerelax,
             "user_incar_settings": self.vasp_incar or None,
+            "handlers": self.vasp_handlers,
             "vasp_cmd": context.site.vasp_cmd,
             "vasp_gamma_cmd": context.site.vasp_gamma_cmd,
             "max_errors": context.site.vasp_max_errors,

@@ -29,6 +29,10 @@ Faults for custodian to catch are injected through environment variables:
 ``HULLHUNTER_VASP_EMULATOR_TIMING``
     a file to which each run appends its wall time in seconds (from process start), so a
     benchmark can separate time inside the "binary" from time spent around it.
+``HULLHUNTER_VASP_EMULATOR_VERSION``
+    the VASP version the output claims (default 6.4.2). A 5.x version writes vasprun.xml as
+    VASP 5.x does: every ionic step's ``e_0_energy`` is 0.0 (its electronic steps and OSZICAR
+    keep the real values).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from __future__ import annotations
 import os
 
 if __name__ == "__main__":
-    print(" vasp.6.4.2 18Apr23 (build) complex (emulator): starting", flush=True)
+    version = os.environ.get("HULLHUNTER_VASP_EMULATOR_VERSION", "6.4.2")
+    print(f" vasp.{version} 18Apr23 (build) complex (emulator): starting", flush=True)
     for stale in ("OSZICAR", "OUTCAR", "vasprun.xml"):  # VASP truncates these when it starts
         if os.path.exists(stale):
             os.remove(stale)
@@ -59,6 +64,8 @@ from ase.units import GPa
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.vasp import Incar, Kpoints, Poscar
+
+VERSION = os.environ.get("HULLHUNTER_VASP_EMULATOR_VERSION", "6.4.2")
 
 FAULT_MESSAGES = {
     "zbrent": "ZBRENT: fatal error in bracketing\n please rerun with smaller EDIFF, "
@@ -224,7 +231,7 @@ class Writer:
     def write_outcar(self, finished: bool, stopped: bool) -> None:
         n_atoms = len(self.initial)
         lines = [
-            " vasp.6.4.2 18Apr23 (build) complex (emulator)",
+            f" vasp.{VERSION} 18Apr23 (build) complex (emulator)",
             " running on    1 total cores",
             f"   k-points           NKPTS =      1   k-points in BZ     NKDIM =      1"
             f"   number of bands    NBANDS= {self.nbands():6d}",
@@ -279,7 +286,7 @@ class Writer:
             "<modeling>",
             " <generator>",
             '  <i name="program" type="string">vasp </i>',
-            '  <i name="version" type="string">6.4.2  </i>',
+            f'  <i name="version" type="string">{VERSION}  </i>',
             '  <i name="subversion" type="string">18Apr23 (build) complex  serial </i>',
             '  <i name="platform" type="string">LinuxGNU </i>',
             f'  <i name="date" type="string">{datetime.now():%Y %m %d} </i>',
@@ -303,6 +310,7 @@ class Writer:
             structure_xml(self.initial, "initialpos"),
         ]
         for step in self.steps:
+            step_e0 = 0.0 if VERSION.startswith("5") else step["energy"]
             out.append(" <calculation>")
             for value in step["electronic"]:
                 out += [
@@ -325,7 +333,7 @@ class Writer:
                 "  <energy>",
                 f'   <i name="e_fr_energy"> {step["energy"]:16.8f} </i>',
                 f'   <i name="e_wo_entrp"> {step["energy"]:16.8f} </i>',
-                f'   <i name="e_0_energy"> {step["energy"]:16.8f} </i>',
+                f'   <i name="e_0_energy"> {step_e0:16.8f} </i>',
                 "  </energy>",
             ]
             if step is self.steps[-1] and finished:
