@@ -42,8 +42,7 @@ def unpacked(name: str, target: Path) -> Path:
     """A recording's files, decompressed into ``target``."""
     target.mkdir(parents=True, exist_ok=True)
     for packed in (RECORDED / name).glob("*.gz"):
-        with gzip.open(packed, "rb") as source, open(target / packed.stem, "wb") as out:
-            shutil.copyfileobj(source, out)
+        unpacked_file(packed, target / packed.stem)
     return target
 
 
@@ -184,30 +183,77 @@ def test_metal_under_tetrahedron_smearing_is_corrected_by_incorrect_smearing_han
 
 
 ERROR_OUTPUTS = {
-    "Al_vasp5.4.4_metal_ismear-5": "IncorrectSmearingHandler",
-    "large_sigma_vasp": "LargeSigmaHandler",
+    # a metal relaxed with ISMEAR = -5 and KSPACING set for an insulator
+    "Al_vasp5.4.4_metal_ismear-5": {"IncorrectSmearingHandler": [], "KspacingMetalHandler": []},
+    "large_sigma_vasp": {"LargeSigmaHandler": []},
+}
+LOGS = RECORDED / "error_logs"
+ERROR_LOGS = {  # custodian's recorded stdout/stderr of failed runs, and what they show
+    "std_err.txt.kpoints_trans": {"StdErrHandler": ["kpoints_trans"]},
+    "std_err.txt.oom": {"StdErrHandler": ["out_of_memory"]},
+    "vasp.algo_tet_only": {"VaspErrorHandler": ["algo_tet"]},
+    "vasp.amin": {"VaspErrorHandler": ["amin"]},
+    "vasp.brions": {"VaspErrorHandler": ["brions"]},
+    "vasp.dfpt_ncore": {"VaspErrorHandler": ["dfpt_ncore"]},
+    "vasp.eddiag": {"VaspErrorHandler": ["eddiag"]},
+    "vasp.fd_ncore": {"VaspErrorHandler": ["dfpt_ncore"]},
+    "vasp.gradient_not_orthogonal": {"VaspErrorHandler": ["grad_not_orth"]},
+    "vasp.ibzkpt": {"MeshSymmetryErrorHandler": []},
+    "vasp.ksymm": {"VaspErrorHandler": ["ksymm"]},
+    "vasp.nicht_konvergent": {"VaspErrorHandler": ["nicht_konv"]},
+    "vasp.pdsyevx": {"VaspErrorHandler": ["pdsyevx"]},
+    "vasp.point_group": {"VaspErrorHandler": ["point_group"]},
+    "vasp.posmap": {"VaspErrorHandler": ["posmap"]},
+    "vasp.pricelv": {"VaspErrorHandler": ["pricelv"]},
+    "vasp.read_error": {"VaspErrorHandler": ["read_error"]},
+    "vasp.rhosyg": {"VaspErrorHandler": ["rhosyg"]},
+    "vasp.sgrcon": {"VaspErrorHandler": ["rot_matrix"]},
+    "vasp.symprec_noise": {"VaspErrorHandler": ["symprec_noise"]},
+    "vasp.too_few_bands_round_error": {"VaspErrorHandler": ["too_few_bands"]},
+    "vasp.zbrent": {"VaspErrorHandler": ["zbrent"]},
+    "vasp.ztrtri": {"VaspErrorHandler": ["zpotrf"]},
 }
 
 
+def error_folder(source: str, target: Path) -> Path:
+    """A job folder holding one recorded error output, beside clean logs of the others."""
+    for log in ("vasp.out", "std_err.txt"):  # the run's own logs, clean unless recorded
+        (target / log).touch()
+    if source in ERROR_OUTPUTS:
+        unpacked(source, target)
+        if (target / "OUTCAR_fail_sigma_check").exists():
+            (target / "OUTCAR_fail_sigma_check").rename(target / "OUTCAR")
+        return target
+    for name in ("INCAR", "POSCAR", "KPOINTS"):  # the inputs custodian's own tests use
+        unpacked_file(LOGS / f"{name}.gz", target / name)
+    log = "std_err.txt" if source.startswith("std_err") else "vasp.out"
+    unpacked_file(LOGS / f"{source}.gz", target / log)
+    return target
+
+
+def unpacked_file(packed: Path, target: Path) -> None:
+    with gzip.open(packed, "rb") as source, open(target, "wb") as out:
+        shutil.copyfileobj(source, out)
+
+
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize(("name", "handler"), ERROR_OUTPUTS.items())
+@pytest.mark.parametrize(("source", "expected"), {**ERROR_OUTPUTS, **ERROR_LOGS}.items())
 def test_default_handlers_detect_what_atomate2s_defaults_detect(
-    name: str, handler: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    source: str, expected: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert list(HANDLERS) == [type(h).__name__ for h in ATOMATE2_HANDLERS]
-    folder = unpacked(name, tmp_path)
-    if (folder / "OUTCAR_fail_sigma_check").exists():
-        (folder / "OUTCAR_fail_sigma_check").rename(folder / "OUTCAR")
-    for log in ("vasp.out", "std_err.txt"):  # the run's own logs are not recorded: clean ones
-        (folder / log).touch()
-    monkeypatch.chdir(folder)
+    folder = error_folder(source, tmp_path)
+    monkeypatch.chdir(folder)  # some handlers read their files from the working folder
 
-    def detected(handlers) -> set[str]:
-        return {type(h).__name__ for h in handlers if h.check(str(folder))}
+    def detected(handlers) -> dict[str, list[str]]:
+        return {
+            type(h).__name__: sorted(getattr(h, "errors", []))
+            for h in handlers
+            if h.check(str(folder))
+        }
 
     ours = detected(cls() for cls in HANDLERS.values())
-    assert ours == detected(ATOMATE2_HANDLERS)
-    assert handler in ours
+    assert ours == detected(ATOMATE2_HANDLERS) == expected
 
 
 def test_frames_that_do_not_end_at_the_result_fail_it(tmp_path: Path) -> None:
