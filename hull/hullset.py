@@ -365,7 +365,13 @@ class EntryRecord:
             (NaN for reference entries).
         e_vs_previous: decomposition energy against the hull as it stood before its round
             (NaN for reference entries).
-        decomposition_energy: current value (as ``entry_decomposition_energies``).
+        decomposition_energy: current value (as ``entry_decomposition_energies``); negative
+            for the stable entry of a composition, and for an unstable polymorph of a
+            composition whose stable entry lies far enough below the hull built without it.
+        e_above_hull: energy above the current hull at its composition (>= 0, 0 on the
+            hull), as the Materials Project defines it: every polymorph is compared with the
+            hull that includes the composition's own lowest entry.
+        formation_energy_per_atom: energy per atom relative to the elemental references.
         stable_vs_reference: below or on the reference hull when added (GNoME's "stable
             with respect to previous work").
         hit: below or on the hull as it stood before its round.
@@ -380,6 +386,8 @@ class EntryRecord:
     e_vs_reference: float
     e_vs_previous: float
     decomposition_energy: float
+    e_above_hull: float
+    formation_energy_per_atom: float
     stable_vs_reference: bool
     hit: bool
     on_hull: bool
@@ -425,6 +433,7 @@ class HullSet:
         self._open_round: int | None = None
         self._n_before_round = 0
         self._entry_values: dict[Chemsys, dict[int, float]] = {}
+        self._above_hull: dict[Chemsys, dict[int, float]] = {}
         self._stable_rows: dict[Chemsys, set[int]] = {}
 
         parsed = []
@@ -589,6 +598,7 @@ class HullSet:
         }
         for system in affected:
             self._entry_values.pop(system, None)
+            self._above_hull.pop(system, None)
             self._stable_rows.pop(system, None)
         return {chemsys_string(s) for s in affected}
 
@@ -648,7 +658,8 @@ class HullSet:
         if chemsys not in self._entry_values:
             hull = self._current.hull(chemsys)
             rows, fractions, energies = self._current.points(chemsys)
-            values = energies - hull.energy(fractions)
+            above_hull = energies - hull.energy(fractions)
+            values = above_hull.copy()
             if len(chemsys) > 1:
                 # Entries sharing a composition with a hull vertex get the phase-separation
                 # energy: the distance to the hull rebuilt without that composition.
@@ -662,6 +673,9 @@ class HullSet:
                         values[members] = energies[members] - without.energy(frac)[0]
             row_list = rows.tolist()
             self._entry_values[chemsys] = dict(zip(row_list, values.tolist(), strict=True))
+            # round-off can put a vertex a hair below its own hull
+            clipped = np.maximum(above_hull, 0.0).tolist()
+            self._above_hull[chemsys] = dict(zip(row_list, clipped, strict=True))
             self._stable_rows[chemsys] = hull.vertex_rows.intersection(row_list)
         return self._entry_values[chemsys]
 
@@ -715,11 +729,15 @@ class HullSet:
         cutoff = threshold + STABILITY_TOL
         out = []
         self._prepare_values(systems)
+        references = {el: float(e.energy_per_atom) for el, e in self.elemental_references.items()}
         for system in systems:
             values = self._system_values(system)
+            above_hull = self._above_hull[system]
             stable = self._stable_rows[system]
+            reference_energies = np.array([references[el] for el in system])
             for row, value in values.items():
                 entry = self.entries[row]
+                formation = float(entry.energy_per_atom) - self._fractions[row] @ reference_energies
                 out.append(
                     EntryRecord(
                         entry_id=self._entry_id(entry),
@@ -730,6 +748,8 @@ class HullSet:
                         e_vs_reference=self._e_vs_reference[row],
                         e_vs_previous=self._e_vs_previous[row],
                         decomposition_energy=value,
+                        e_above_hull=above_hull[row],
+                        formation_energy_per_atom=float(formation),
                         stable_vs_reference=bool(self._e_vs_reference[row] <= cutoff),
                         hit=bool(self._e_vs_previous[row] <= cutoff),
                         on_hull=row in stable,

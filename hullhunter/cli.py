@@ -282,6 +282,25 @@ def campaign_screen(
     console.print(f"{screen}: {len(passed)} of {len(records)} materials passed (saved)")
 
 
+@campaign_app.command("export")
+def campaign_export(
+    name: str = typer.Argument(..., help="Campaign name."),
+    path: Path = typer.Argument(..., help="File to write: .csv, .json, or any name with --format."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="csv, json (rows for pandas) or entries (pymatgen JSON)."
+    ),
+    chemsys: str | None = typer.Option(None, help="Only materials inside this system."),
+    stable: bool = typer.Option(False, "--stable", help="Only materials on the hull."),
+) -> None:
+    """Write the campaign's materials (every analyst field) for pandas or pymatgen."""
+    from hullhunter.db import connect
+    from hullhunter.export import export_materials
+
+    connect()
+    count = export_materials(name, path, fmt, chemsys=chemsys, stable_only=stable)
+    console.print(f"wrote {count} materials of {name} to {path}")
+
+
 @campaign_app.command("finetune")
 def campaign_finetune(
     name: str = typer.Argument(..., help="Campaign name."),

@@ -203,7 +203,11 @@ class Material(_HasStructure, Document):
     nelements = IntField()
     structure = DictField()
     energy_per_atom = FloatField(required=True)
+    formation_energy_per_atom = FloatField()
     decomposition_energy = FloatField()
+    e_above_hull = FloatField()
+    is_stable = BooleanField(default=False)
+    oracle = StringField()
     is_seed = BooleanField(default=False)
     round_found = IntField(default=0)
     generator = StringField()
@@ -221,6 +225,8 @@ class Material(_HasStructure, Document):
         "indexes": [
             {"fields": ["campaign", "material_id"], "unique": True},
             ("campaign", "chemsys", "decomposition_energy"),
+            ("campaign", "chemsys", "e_above_hull"),
+            ("campaign", "is_stable", "chemsys"),
             ("campaign", "round_found", "on_hull"),
             ("campaign", "novelty", "on_hull"),
             "elements",

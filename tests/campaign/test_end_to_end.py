@@ -5,14 +5,19 @@ The oracle is CHGNet and the chemical space small, so a round takes tens of seco
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
+from monty.serialization import loadfn
+from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from hullhunter.documents import Calculation, Campaign, Candidate, Material, ModelVersion, Round
 from hullhunter.fireworks_config import get_launchpad, write_config
@@ -100,6 +105,8 @@ def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
     assert materials.filter(is_seed=True, on_hull=True).count() >= 3  # Au, Cu, a compound
     for material in materials.filter(on_hull=True):
         assert material.decomposition_energy <= 1e-6
+    assert_analyst_fields(materials)
+    assert_exports_and_readme_examples(worker_env, tmp_path, materials.count())
     metrics = rounds[1].metrics
     assert metrics["accepted"] + sum(metrics["skipped"].values()) == metrics["evaluated"]
     assert 0.0 <= metrics["hit_rate"] <= 1.0
@@ -114,6 +121,52 @@ def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
     assert "| 1 |" in summary
     assert "- layered: " in summary and "- li_ion_conductor_candidates: " in summary
     assert (report_dir / "hit_rate.png").stat().st_size > 1000
+
+
+def assert_analyst_fields(materials) -> None:
+    """The fields the README defines: e_above_hull >= 0, is_stable exactly on the hull."""
+    for material in materials:
+        assert material.e_above_hull >= 0
+        assert material.is_stable == (material.e_above_hull <= 1e-8)
+        assert material.oracle == "chgnet"
+        if material.nelements == 1 and material.is_stable:
+            assert material.formation_energy_per_atom == pytest.approx(0, abs=1e-9)
+    assert materials.filter(is_stable=True).count() >= 3
+
+
+def readme_analyst_examples() -> list[str]:
+    """The README's analyst examples (python blocks after an analyst-example marker)."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = re.findall(r"<!-- analyst-example -->\n```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 3
+    return blocks
+
+
+def assert_exports_and_readme_examples(env: dict, tmp_path, n_materials: int) -> None:
+    rows = tmp_path / "materials.csv"
+    hullhunter("campaign", "export", "e2e", str(rows), env=env)
+    with rows.open() as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == n_materials and "e_above_hull" in table[0]
+    entries_file = tmp_path / "entries.json"
+    hullhunter("campaign", "export", "e2e", str(entries_file), "--format", "entries", env=env)
+    entries = loadfn(entries_file)
+    assert all(isinstance(e, ComputedStructureEntry) for e in entries)
+    assert len(entries) == n_materials
+    refused = subprocess.run(
+        [sys.executable, "-m", "hullhunter", "campaign", "export", "e2e", "/proc/x.csv"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused.stderr
+
+    for example in readme_analyst_examples():
+        code = example.replace('"quickstart"', '"e2e"').replace('"Li-Mn-O"', '"Ag-Au-Cu"')
+        printed = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        ).stdout
+        assert printed.strip(), f"the README example returned no rows:\n{example}"
 
 
 def test_killed_worker_rerun_skips_finished_candidates(worker_env, tmp_path):

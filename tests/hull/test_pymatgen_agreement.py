@@ -169,3 +169,33 @@ def test_unary_system_polymorphs(make_entry) -> None:
     values = hull_set.entry_decomposition_energies()
     assert values["Si-b"] == pytest.approx(0.1, abs=1e-12)
     assert hull_set.decomposition_energy(["Si"], [-5.5]) == pytest.approx([-0.1], abs=1e-12)
+
+
+def test_e_above_hull_and_formation_energy_match_pymatgen(mp_entries: list, make_entry) -> None:
+    """MP's definition: every polymorph against the hull that keeps its composition's ground
+    state, so an off-hull polymorph of a stable compound is above the hull (>= 0), where the
+    signed decomposition energy can be negative."""
+    rng = np.random.default_rng(1)
+    compounds = [e for e in mp_entries if len(e.composition) > 1]
+    polymorphs = [
+        make_entry(e.composition, e.energy_per_atom + rng.uniform(0.001, 0.05), f"poly-{i}")
+        for i, e in enumerate(rng.choice(compounds, 40, replace=False))
+    ]
+    entries = mp_entries + polymorphs
+    records = {r.entry_id: r for r in HullSet(entries).records()}
+    diagrams: dict[frozenset, PhaseDiagram] = {}
+    for e in entries:
+        system = frozenset(e.composition.elements)
+        if system not in diagrams:
+            diagrams[system] = PhaseDiagram(
+                [x for x in entries if set(x.composition.elements) <= system]
+            )
+        record = records[e.entry_id]
+        assert record.e_above_hull >= 0
+        assert record.e_above_hull == pytest.approx(diagrams[system].get_e_above_hull(e), abs=TOL)
+        assert record.formation_energy_per_atom == pytest.approx(
+            diagrams[system].get_form_energy_per_atom(e), abs=TOL
+        )
+    # the case analysts trip over: off the hull, yet a negative decomposition energy
+    tricky = [r for r in records.values() if not r.on_hull and r.decomposition_energy < 0]
+    assert tricky and all(r.e_above_hull > 0 for r in tricky)
