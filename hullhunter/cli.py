@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -203,25 +204,35 @@ def _cell(value: object) -> str:
     return "–" if value is None else str(value)
 
 
+STATUS_LEGEND = (
+    "new: candidates generated this round (new to the campaign) · relaxed: oracle results · "
+    "hits: relaxed on or below the hull as it stood · screened / explore: hits / picks of the "
+    "model's picks and of the random exploration picks (the unscreened baseline) · "
+    "MAE: model error on the round's relaxations, meV/atom · hull: materials on the hull now"
+)
+
+
 def _print_status(name: str) -> None:
     from hullhunter.workflows.campaign import status
+    from hullhunter.workflows.round.records import EXPLORATION, SCREENED
 
     state = status(name)
     console.print(f"campaign {name}: {state['status']}, round {state['current_round']}")
-    table = Table(
-        "round", "status", "made", "chosen", "relaxed", "hits", "hit rate", "MAE meV/at",
-        "on hull",
-    )  # fmt: skip
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("round", "status", "new", "relaxed", "hits", "screened", "explore"):
+        table.add_column(column, justify="left" if column == "status" else "right")
+    table.add_column("MAE", justify="right")
+    table.add_column("hull", justify="right")
     for row in state["rounds"]:
-        hit_rate, mae = row["hit_rate"], row["model_mae"]
+        mae = row["model_mae"]
         table.add_row(
-            str(row["round"]), row["status"], _cell(row["generated"]), _cell(row["selected"]),
-            _cell(row["relaxed"]), _cell(row["hits"]),
-            "–" if hit_rate is None else f"{100 * hit_rate:.0f}%",
-            "–" if mae is None else f"{1000 * mae:.0f}",
-            _cell(row["on_hull_total"]),
+            str(row["round"]), row["status"], _cell(row["generated"]), _cell(row["relaxed"]),
+            _cell(row["hits"]), _picks(row["selection"], SCREENED),
+            _picks(row["selection"], EXPLORATION),
+            "–" if mae is None else f"{1000 * mae:.0f}", _cell(row["on_hull_total"]),
         )  # fmt: skip
     console.print(table)
+    console.print(STATUS_LEGEND, style="dim")
     console.print("jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(state["jobs"].items())))
     if state["lost_jobs"]:
         console.print(
@@ -231,6 +242,14 @@ def _print_status(name: str) -> None:
     console.print(
         "candidates: " + ", ".join(f"{k} {v}" for k, v in sorted(state["candidates"].items()))
     )
+
+
+def _picks(selection: dict, kind: str) -> str:
+    """``hits/picks`` of one selection kind, or a dash when the round had none."""
+    counts = selection.get(kind) or {}
+    if not counts.get("accepted"):
+        return "–"
+    return f"{counts.get('hits', 0)}/{counts['accepted']}"
 
 
 @campaign_app.command("status")

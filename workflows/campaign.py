@@ -137,6 +137,7 @@ def status(name: str) -> dict[str, Any]:
             "relaxed": (r.metrics or {}).get("accepted"),
             "hits": (r.metrics or {}).get("hits"),
             "hit_rate": (r.metrics or {}).get("hit_rate"),
+            "selection": (r.metrics or {}).get("selection", {}),
             "model_mae": (r.metrics or {}).get("model_mae_ev_per_atom"),
             "on_hull_total": (r.metrics or {}).get("on_hull_total"),
         }

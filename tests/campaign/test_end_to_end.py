@@ -113,8 +113,10 @@ def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
     assert metrics["model_mae_ev_per_atom"] > 0
     assert ModelVersion.objects(campaign="e2e", kind="structural").count() == 2
 
-    status = hullhunter("campaign", "status", "e2e", env=worker_env).stdout
+    status = hullhunter("campaign", "status", "e2e", env={**worker_env, "COLUMNS": "80"}).stdout
     assert "completed" in status
+    assert "…" not in status and max(len(line) for line in status.splitlines()) <= 80
+    assert "screened / explore: hits / picks" in " ".join(status.split())  # the legend
     report_dir = tmp_path / "report"
     hullhunter("campaign", "report", "e2e", "--dir", str(report_dir), env=worker_env)
     summary = (report_dir / "summary.md").read_text()
