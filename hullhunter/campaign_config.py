@@ -135,6 +135,9 @@ class Screening(_Strict):
     one_per_composition: bool = True
     exploration_fraction: float = Field(0.1, ge=0, le=1, description="share picked at random")
     tta: bool = True
+    chunk_size: int = Field(
+        2000, ge=1, description="candidates read, scored and written at a time (bounds memory)"
+    )
 
 
 class ModelSettings(_Strict):

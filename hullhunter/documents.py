@@ -129,6 +129,7 @@ class Candidate(_HasStructure, Document):
     predicted_energy_per_atom = FloatField()
     predicted_uncertainty = FloatField()
     predicted_decomposition_energy = FloatField()
+    scored_by_model = IntField()  # the structural model version whose prediction this is
     status = StringField(choices=CANDIDATE_STATES, default="generated")
     # why the screen picked it (workflows.round.records.SELECTION_KINDS); None if never picked
     selected_as = StringField(choices=("seed", "screened", "exploration", "compositional"))

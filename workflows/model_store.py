@@ -54,6 +54,12 @@ def save_model_version(
     return version
 
 
+def latest_version(campaign: str, kind: str) -> int | None:
+    """The newest version number of ``kind`` for the campaign, or None."""
+    document = ModelVersion.objects(campaign=campaign, kind=kind).order_by("-version").first()
+    return None if document is None else document.version
+
+
 def model_weights(campaign: str, kind: str, version: int | None = None) -> bytes | None:
     """The stored weights of ``version`` (default: the newest), or None if there is none."""
     query = ModelVersion.objects(campaign=campaign, kind=kind)

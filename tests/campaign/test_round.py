@@ -7,19 +7,18 @@ import random
 
 import numpy as np
 import pytest
-from pymatgen.core import Lattice, Structure
 
 from hullhunter.campaign_config import parse_config
-from hullhunter.documents import Calculation, Campaign, Candidate, ModelVersion
+from hullhunter.documents import Calculation, Campaign, Candidate, ModelVersion, Round
 from hullhunter.settings import get_settings
 from hullhunter.workflows.oracles import OracleContext
-from hullhunter.workflows.round import generate, hull, relax, retrain, screen
+from hullhunter.workflows.round import generate, hull, relax, retrain, screen, selection
 
 
 def test_selection_keeps_best_per_formula_under_threshold():
     formulas = ["A", "A", "B", "C", "D", "E"]
     decomposition = np.array([0.01, -0.20, 0.03, 0.30, 0.04, 0.50])
-    chosen = screen.select_for_oracle(
+    chosen = selection.select_for_oracle(
         formulas, decomposition, places=3, threshold=0.05,
         exploration_fraction=0.0, one_per_composition=True, rng=random.Random(0),
     )  # fmt: skip
@@ -34,7 +33,7 @@ def test_selection_exploration_draws_from_the_whole_pool():
     decomposition = np.linspace(-0.1, 0.8, 10)  # only F0 and F1 pass the filter
     explored = []
     for seed in range(100):
-        chosen = screen.select_for_oracle(
+        chosen = selection.select_for_oracle(
             formulas, decomposition, places=4, threshold=0.05,
             exploration_fraction=0.5, one_per_composition=True, rng=random.Random(seed),
         )  # fmt: skip
@@ -49,14 +48,14 @@ def test_selection_exploration_draws_from_the_whole_pool():
 
 
 def test_selection_never_pads_with_filtered_out_candidates():
-    chosen = screen.select_for_oracle(
+    chosen = selection.select_for_oracle(
         ["A", "B", "C"], np.array([0.2, 0.3, 0.4]), places=3, threshold=0.05,
         exploration_fraction=0.0, one_per_composition=True, rng=random.Random(0),
     )  # fmt: skip
     assert chosen == []
 
 
-def test_airss_structures_ranked_by_the_structural_model(monkeypatch):
+def test_airss_structures_ranked_by_the_structural_model():
     """AIRSS structures compete on the structural model's score, the best per composition
     (whatever the setting for structural candidates), for at most half of the places;
     structural candidates fill the rest."""
@@ -68,26 +67,63 @@ def test_airss_structures_ranked_by_the_structural_model(monkeypatch):
             "screening": {"top_k": 4, "exploration_fraction": 0.0, "one_per_composition": False},
         }
     )
-    structure = Structure(Lattice.cubic(3.0), ["Ag", "Cu"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    kinds = (
+        [("compositional", "AgCu3")] * 3  # oldest first: c0 is not the best
+        + [("compositional", "Ag3Cu")] * 2
+        + [("compositional", "AgCu")]
+        + [("structural", "Ag2Cu")] * 2
+        + [("structural", "AgCu2")]
+    )
+    scores = [0.04, -0.02, 0.01, 0.03, 0.00, 0.20, -0.01, 0.02, 0.03]
     pool = [
-        Candidate(candidate_id=f"c{i}", round=1, pipeline=pipeline, formula=formula)
-        for i, (pipeline, formula) in enumerate(
-            [("compositional", "AgCu3")] * 3  # oldest first: c0 is not the best
-            + [("compositional", "Ag3Cu")] * 2
-            + [("compositional", "AgCu")]
-            + [("structural", "Ag2Cu")] * 2
-            + [("structural", "AgCu2")]
-        )
+        screen.Scored(f"c{i}", formula, pipeline, score)
+        for i, ((pipeline, formula), score) in enumerate(zip(kinds, scores, strict=True))
     ]
-    for candidate in pool:
-        candidate.structure = structure.as_dict()
-    scores = np.array([0.04, -0.02, 0.01, 0.03, 0.00, 0.20, -0.01, 0.02, 0.03])
-    monkeypatch.setattr(screen, "score", lambda *args: scores)
-    chosen = screen.choose("rank", config, pool, places=4, torch_threads=1)
-    ids = [(c.candidate_id, kind) for c, kind in chosen]
+    chosen = screen.choose(config, iter(pool), places=4, rng=random.Random(0))
     # AgCu is above the 50 meV filter; then the structural model's best structure of each
-    assert ids[:2] == [("c1", "compositional"), ("c4", "compositional")]
-    assert ids[2:] == [("c6", "screened"), ("c7", "screened")]
+    assert chosen[:2] == [("c1", "compositional"), ("c4", "compositional")]
+    assert chosen[2:] == [("c6", "screened"), ("c7", "screened")]
+
+
+def naive_screened(formulas, energies, places, threshold, drawn, one_per_composition):
+    """The rule by brute force over the whole pool: best undrawn candidates under the
+    threshold (the best of each formula), ties in pool order."""
+    order = sorted(range(len(energies)), key=lambda i: (energies[i], i))
+    eligible = [i for i in order if energies[i] <= threshold and i not in drawn]
+    if one_per_composition:
+        best: dict[str, int] = {}
+        for i in eligible:
+            best.setdefault(formulas[i], i)
+        eligible = sorted(best.values(), key=lambda i: (energies[i], i))
+    return eligible[:places]
+
+
+@pytest.mark.parametrize("one_per_composition", [True, False])
+@pytest.mark.parametrize("exploration_fraction", [0.0, 0.25, 0.5])
+def test_bounded_selection_equals_the_rule_over_the_whole_pool(
+    one_per_composition, exploration_fraction
+):
+    """A pool 100x larger than what the selection keeps: nothing better is ever dropped."""
+    rng = np.random.default_rng(7)
+    n, places = 20_000, 12
+    formulas = [f"F{k}" for k in rng.integers(0, 400, n)]
+    energies = np.round(rng.normal(0.1, 0.1, n), 3)  # rounded: ties must keep pool order
+    picker = selection.Selection(
+        places, 0.05, exploration_fraction, one_per_composition, random.Random(3)
+    )
+    for i, (formula, energy) in enumerate(zip(formulas, energies, strict=True)):
+        picker.offer(formula, float(energy), label=f"c{i}")
+    kept = len(picker._overall) + sum(len(v) for v in picker._best.values())
+    assert kept <= 400 * (picker.capacity + 1) < n / 5
+    assert len(picker._labels) <= kept + picker.capacity
+    picks = picker.picks(places)
+    drawn = {p.index for p in picks if p.kind == "exploration"}
+    assert len(drawn) == round(places * exploration_fraction)
+    screened = [p.index for p in picks if p.kind == "screened"]
+    assert screened == naive_screened(
+        formulas, energies, places - len(drawn), 0.05, drawn, one_per_composition
+    )
+    assert [picker.label(i) for i in screened] == [f"c{i}" for i in screened]
 
 
 def test_batches_cover_every_id_once():
@@ -157,3 +193,18 @@ def test_seed_round_then_compositional_candidates(database, monkeypatch):
         assert candidate.selected_as == "compositional"
         rivals = airss.filter(formula=candidate.formula).distinct("predicted_decomposition_energy")
         assert candidate.predicted_decomposition_energy == min(rivals)
+
+    # the pool again, in chunks of 2: the model that scored it is not asked again, and an
+    # old document without a structure is skipped and counted
+    Candidate._get_collection().insert_one(
+        {"candidate_id": "old", "campaign": "comp", "round": 1, "status": "rejected"}
+    )  # as an older version wrote it: no structure, no formula
+    monkeypatch.setattr(screen, "_predict", lambda *args: pytest.fail("re-scored"))
+    chunked = config.model_copy(deep=True)
+    chunked.screening.chunk_size = 2
+    pool = {"campaign": "comp", "status": {"$in": ["generated", "rejected"]}}
+    rows = list(screen.scored_pool("comp", chunked, pool, torch_threads=1))
+    assert len(rows) == Candidate.objects(campaign="comp", status="rejected").count() - 1
+    assert Round.objects.get(campaign="comp", number=1).counts["screen_skipped"] == {
+        "missing structure or formula": 1
+    }
