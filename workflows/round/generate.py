@@ -41,7 +41,7 @@ def generate(name: str, round_number: int, config: CampaignConfig) -> dict[str, 
         if "compositional" in config.pipelines:
             compositional = filter(novelty, compositional_candidates(name, round_number, config))
             stream = itertools.chain(stream, compositional)
-    counts = store_new_candidates(name, round_number, stream, novelty.keys)
+    counts = store_new_candidates(name, round_number, stream, novelty)
     if novelty.duplicates:
         counts["duplicates"] = novelty.duplicates
     return counts
@@ -86,6 +86,12 @@ class CampaignNovelty:
         self.keys[identifier] = key
         self.accepted[identifier] = candidate
         return True
+
+    def release(self, identifier: str) -> str:
+        """The deduplication bucket of an accepted candidate about to be stored; the
+        candidate itself is let go (its structure stays in the deduplicator)."""
+        self.accepted.pop(identifier, None)
+        return self.keys.pop(identifier)
 
 
 def seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
@@ -213,20 +219,28 @@ def dedup_key(dedup: generators.Deduplicator, structure: Structure) -> str:
     return formula
 
 
+STORE_CHUNK = 1000
+"""Candidates inserted per bulk write: generation stores as it goes, so a long round keeps
+what it made if its job dies, and memory does not grow with the round's size."""
+
+
 def store_new_candidates(
-    name: str, round_number: int, stream: Iterable[generators.Candidate], keys: dict[str, str]
+    name: str, round_number: int, stream: Iterable[generators.Candidate], novelty: CampaignNovelty
 ) -> dict[str, int]:
-    """Insert the candidates of ``stream`` (judged new, their buckets in ``keys`` by id);
-    returns counts by generator."""
+    """Insert the candidates of ``stream`` (judged new by ``novelty``) in bulk writes of
+    :data:`STORE_CHUNK`; returns counts by generator."""
     counts: Counter[str] = Counter()
-    new_docs = []
+    pending: list[CandidateDocument] = []
     for candidate in stream:
         identifier = candidate_id(name, candidate.structure)
-        document = candidate_document(name, round_number, candidate, identifier, keys[identifier])
-        new_docs.append(document)
+        key = novelty.release(identifier)
+        pending.append(candidate_document(name, round_number, candidate, identifier, key))
         counts[candidate.generator] += 1
-    if new_docs:
-        CandidateDocument.objects.insert(new_docs, load_bulk=False)
+        if len(pending) >= STORE_CHUNK:
+            CandidateDocument.objects.insert(pending, load_bulk=False)
+            pending = []
+    if pending:
+        CandidateDocument.objects.insert(pending, load_bulk=False)
     return dict(counts)
 
 
