@@ -126,12 +126,33 @@ class _BaseEnsemble:
                 yield slice(start, min(start + size, n))
                 bar.advance(task, min(size, n - start))
 
+    def _member_networks(self) -> list[GNoMENetwork]:
+        """The members as single-member networks, for prediction.
+
+        Training keeps the members stacked in one network; predicting, a loop over members
+        is faster on CPU (small preset, 4 models x 20 volumes, 1 thread: 26.8 against 14.8
+        structures/s stacked, the same numbers to 1e-6; ``benchmarks/screening.py`` prints
+        both). Built per call from the current weights, so they are never stale.
+        """
+        state = self.network.state_dict()
+        device = next(self.network.parameters()).device
+        members = []
+        for member in range(self.n_models):
+            network = build_network(
+                self.config, 1, self.compositional, float(self.network.avg_neighbors)
+            )
+            network.load_state_dict(member_state_dict(state, member))
+            members.append(network.to(device).eval())
+        return members
+
     @torch.no_grad()
-    def _formation_energies(self, graphs: Sequence, length_scales: Sequence[float]) -> np.ndarray:
+    def _formation_energies(
+        self, members: list[GNoMENetwork], graphs: Sequence, length_scales: Sequence[float]
+    ) -> np.ndarray:
         """Formation energy per atom of every member, min over length scales: ``[n, K]``."""
         device = next(self.network.parameters()).device
         batch = collate(graphs, length_scales, self.config.cutoff).to(device)
-        out = self.network(batch)
+        out = torch.cat([network(batch) for network in members])
         out = out * self.network.target_scale + self.network.target_shift
         out = out.view(self.n_models, len(length_scales), len(graphs)).amin(dim=1)
         return out.T.double().cpu().numpy()
@@ -241,9 +262,10 @@ class Ensemble(_BaseEnsemble):
         progress = self.config.progress if progress is None else progress
         parts = []
         with torch_threads(self.config.torch_threads):
+            members = self._member_networks()
             for chunk in self._chunks(len(structures), len(scales), progress, "structures"):
                 graphs = structures_to_graphs(structures[chunk], graph_cutoff)
-                parts.append(self._formation_energies(graphs, scales))
+                parts.append(self._formation_energies(members, graphs, scales))
         return self._finish(np.concatenate(parts), reference)
 
 
@@ -264,9 +286,10 @@ class CompositionEnsemble(_BaseEnsemble):
         progress = self.config.progress if progress is None else progress
         parts = []
         with torch_threads(self.config.torch_threads):
+            members = self._member_networks()
             for chunk in self._chunks(len(compositions), 1, progress, "compositions"):
                 graphs = [composition_to_graph(c) for c in compositions[chunk]]
-                parts.append(self._formation_energies(graphs, [1.0]))
+                parts.append(self._formation_energies(members, graphs, [1.0]))
         return self._finish(np.concatenate(parts), reference)
 
 

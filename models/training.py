@@ -406,9 +406,10 @@ def _split_errors(
 ) -> dict[str, Any]:
     """Per non-empty split: the MAE of the members' median and of each member (eV/atom)."""
     errors: dict[str, Any] = {}
+    networks = ensemble._member_networks()
     for name, idx in splits.items():
         if len(idx):
-            members = ensemble._formation_energies([data.graphs[i] for i in idx], [1.0])
+            members = ensemble._formation_energies(networks, [data.graphs[i] for i in idx], [1.0])
             error = np.median(members, axis=1) - data.formation[idx]
             errors[f"{name}_mae"] = float(np.abs(error).mean())
             errors[f"{name}_member_mae"] = (
