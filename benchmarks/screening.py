@@ -192,8 +192,6 @@ def main() -> None:
     rows: list[tuple[str, str, float]] = []
     t_graph = _timed(lambda: structures_to_graphs(structures, 4.0), 3)
     rows.append(("featurisation (vesin, 4 Å), serial", "graphs/s", len(structures) / t_graph))
-    t_pool = _timed(lambda: structures_to_graphs(structures, 4.0, n_workers=2, chunk_size=64), 1)
-    rows.append(("featurisation, 2-process pool", "graphs/s", len(structures) / t_pool))
 
     presets = {
         "small (64-d, 3 steps)": (GNoMEConfig.small(), structures),

@@ -25,6 +25,11 @@ ARCHITECTURE_FIELDS = (
 )
 
 
+REMOVED_FIELDS = frozenset({"n_workers"})
+"""Fields older checkpoints may hold, ignored on load: ``n_workers`` (a process pool for
+graphs, several times slower than serial at every size measured, ``benchmarks/screening.py``)."""
+
+
 @dataclass
 class GNoMEConfig:
     """Architecture, training and test-time-augmentation settings (GNoME defaults)."""
@@ -66,8 +71,6 @@ class GNoMEConfig:
     seed: int = 0
     device: str = "cpu"
     """"cpu", "cuda", "cuda:N" or "auto" (CUDA when available)."""
-    n_workers: int = 1
-    """Processes for graph construction."""
     torch_threads: int | None = None
     """Intra-op threads while training/predicting (None: torch's default). Small graphs on
     a busy CPU run several times faster with 1 thread than with spinning thread pools."""
@@ -108,6 +111,7 @@ class GNoMEConfig:
     def from_dict(cls, data: dict[str, Any]) -> GNoMEConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {key: value for key, value in data.items() if key not in REMOVED_FIELDS}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown GNoMEConfig field(s) {unknown}; valid: {sorted(names)}")

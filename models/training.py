@@ -91,7 +91,7 @@ def _prepare(
         graphs = [composition_to_graph(c) for c in compositions]
     else:
         compositions = [s.composition for s in kept]
-        graphs = structures_to_graphs(kept, config.cutoff, n_workers=config.n_workers)
+        graphs = structures_to_graphs(kept, config.cutoff)
     formation = energies - reference_energies(compositions, elemental_energies)
     formulas = [c.reduced_formula for c in compositions]
     is_train = (

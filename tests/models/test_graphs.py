@@ -5,7 +5,6 @@ import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
 from hullhunter.models import collate, composition_to_graph, structure_to_graph
-from hullhunter.models.graphs import structures_to_graphs
 
 
 def test_neighbours_match_pymatgen(structures):
@@ -16,14 +15,6 @@ def test_neighbours_match_pymatgen(structures):
         theirs = centre.tolist(), np.round(distance.astype(np.float32), 4).tolist()
         assert sorted(zip(*ours, strict=True)) == sorted(zip(*theirs, strict=True))
         assert graph.z.tolist() == list(structure.atomic_numbers)
-
-
-def test_process_pool_gives_the_same_graphs(structures):
-    serial = structures_to_graphs(structures, n_workers=1)
-    pooled = structures_to_graphs(structures, n_workers=2, chunk_size=3)
-    for a, b in zip(serial, pooled, strict=True):
-        assert np.array_equal(a.edge_index.numpy(), b.edge_index.numpy())
-        assert np.array_equal(a.edge_length.numpy(), b.edge_length.numpy())
 
 
 def test_isolated_atom_has_no_edges():

@@ -1,0 +1,213 @@
+"""One round at scale through the real MongoDB: per-candidate cost and peak memory of each stage.
+
+For each pool size N the script sets up a campaign in a 12-element space (Li Na K Mg Ca Mn Fe
+Co Ni Cu Zn O, up to ternaries) whose reference hull is the shipped seeds inside the space with
+their CHGNet energies (the prior's labels) and whose structural model is the shipped prior,
+then times, in this process:
+
+- **generate + dedup + store**: N candidates through the round's real path (the campaign's
+  novelty test: space check and deduplication against the campaign, then bulk inserts).
+  They are synthetic, made cheaply from real parents: a shipped seed of at most 16 atoms
+  inside the space, its elements mapped at random onto the space's (a random decoration of
+  a real structure), so generation itself costs almost nothing and the stage measures the
+  campaign's side of it;
+- **screen**: the round's screen stage (read the pool in chunks, predict with the prior at
+  the generated volume, decomposition energies against the hull, bulk writes, selection);
+- **select again**: the same stage rerun: every candidate already scored by the model, so it
+  measures reading, hull and selection alone.
+
+Peak memory is the largest resident-set increase over the stage (sampled every 20 ms).
+Screening with several workers (fan-out) is not built yet, so it is not measured.
+
+Usage::
+
+    python benchmarks/round_scale.py --quick          # 2,000 and 20,000 candidates
+    python benchmarks/round_scale.py                  # 10,000 and 100,000
+    python benchmarks/round_scale.py --sizes 1000000  # as asked (hours on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+SPACE = ["Li", "Na", "K", "Mg", "Ca", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "O"]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--quick", action="store_true", help="2,000 and 20,000 candidates")
+    parser.add_argument("--home", type=Path, default=None, help="HULLHUNTER_HOME to use")
+    return parser.parse_args()
+
+
+class PeakMemory:
+    """The largest RSS increase (MiB) of this process while the block runs."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.peak_mib = 0.0
+
+    def __enter__(self) -> PeakMemory:
+        self.start = self.process.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self.running:
+            increase = (self.process.memory_info().rss - self.start) / 2**20
+            self.peak_mib = max(self.peak_mib, increase)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        self.running = False
+        self.thread.join()
+
+
+def timed(stage: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Seconds, peak MiB and result of one stage."""
+    with PeakMemory() as memory:
+        began = time.perf_counter()
+        result = stage()
+        seconds = time.perf_counter() - began
+    return seconds, memory.peak_mib, result
+
+
+def synthetic_candidates(parents: list[Any], seed: int) -> Iterator[Any]:
+    """Random decorations of real parents with the space's elements, endlessly."""
+    from hullhunter.generators import Candidate
+    from hullhunter.generators.common import structure_from_elements
+
+    rng = random.Random(seed)
+    while True:
+        parent = rng.choice(parents)
+        old = sorted({site.specie.symbol for site in parent.structure})
+        mapping = dict(zip(old, rng.sample(SPACE, len(old)), strict=True))
+        structure = structure_from_elements(
+            parent.structure.lattice,
+            [mapping[site.specie.symbol] for site in parent.structure],
+            parent.structure.frac_coords,
+        )
+        yield Candidate(structure, "synthetic", parent.id, {"mapping": mapping})
+
+
+def set_up(name: str, config: Any) -> list[Any]:
+    """The campaign, its reference hull (seed energies from the prior's labels) and model."""
+    from hullhunter.documents import Calculation, Campaign, chemsys_of, structure_dict
+    from hullhunter.generators import load_seeds
+    from hullhunter.models.prior import load_prior
+    from hullhunter.workflows.model_store import save_ensemble
+    from hullhunter.workflows.pretrain import LABELS_FILE
+
+    prior = load_prior()
+    with gzip.open(prior.path / LABELS_FILE, "rt") as handle:
+        energies = {seed_id: energy for seed_id, _, energy in json.load(handle)["labels"]}
+    seeds = [s for s in load_seeds(elements=SPACE) if s.id in energies]
+    Campaign(name=name, config=config.model_dump(mode="json"), status="running").save()
+    for seed in seeds:
+        composition = seed.structure.composition
+        Calculation(
+            candidate_id=seed.id,
+            campaign=name,
+            round=0,
+            oracle="chgnet",
+            state="completed",
+            formula=composition.reduced_formula,
+            chemsys=chemsys_of(composition),
+            elements=sorted(el.symbol for el in composition.elements),
+            energy_per_atom=energies[seed.id],
+            energy=energies[seed.id] * len(seed.structure),
+            structure=structure_dict(seed.structure),
+            converged=True,
+        ).save()
+    save_ensemble(name, 0, prior.structural, metrics={}, n_train=0)
+    return [s for s in seeds if len(s.structure) <= 16]
+
+
+def run_size(n: int) -> dict[str, float]:
+    from hullhunter.campaign_config import parse_config
+    from hullhunter.documents import Candidate
+    from hullhunter.workflows.round.generate import CampaignNovelty, store_new_candidates
+    from hullhunter.workflows.round.screen import screen
+
+    name = f"scale-{n}"
+    config = parse_config(
+        {
+            "name": name,
+            "chemical_space": {"elements": SPACE, "max_elements": 3},
+            "screening": {"top_k": 50, "tta": False},
+            "budget": {"max_oracle_calls": 10**9},
+        }
+    )
+    parents = set_up(name, config)
+    novelty = CampaignNovelty(name, config.chemical_space)
+
+    def generate() -> int:
+        stream = (c for c in synthetic_candidates(parents, seed=n) if novelty(c))
+        limited = (c for _, c in zip(range(n), stream, strict=False))
+        return sum(store_new_candidates(name, 1, limited, novelty).values())
+
+    figures: dict[str, float] = {"n": n}
+    seconds, mib, stored = timed(generate)
+    figures |= {"generate_s": seconds, "generate_mib": mib, "stored": stored}
+    figures["duplicates"] = novelty.duplicates
+    seconds, mib, picked = timed(lambda: screen(name, 1, config, torch_threads=1))
+    figures |= {"screen_s": seconds, "screen_mib": mib, "picked": len(picked)}
+    Candidate.objects(campaign=name, status="selected").update(set__status="rejected")
+    seconds, mib, _ = timed(lambda: screen(name, 1, config, torch_threads=1))
+    figures |= {"select_s": seconds, "select_mib": mib}
+    return figures
+
+
+def print_table(rows: list[dict[str, float]]) -> None:
+    print(
+        f"\n{'candidates':>10} | {'generate+dedup+store':>22} | {'screen':>22} | "
+        f"{'select again':>22} | duplicates"
+    )
+    print(f"{'':>10} | " + " | ".join([f"{'ms/cand.':>10} {'peak MiB':>11}"] * 3) + " |")
+    for row in rows:
+        cells = [
+            f"{1000 * row[f'{stage}_s'] / row['n']:>10.3f} {row[f'{stage}_mib']:>11.0f}"
+            for stage in ("generate", "screen", "select")
+        ]
+        print(f"{row['n']:>10,} | " + " | ".join(cells) + f" | {row['duplicates']:,}")
+    first, last = rows[0], rows[-1]
+    for stage in ("generate", "screen", "select"):
+        growth = (last[f"{stage}_s"] / last["n"]) / (first[f"{stage}_s"] / first["n"])
+        print(f"{stage}: per-candidate cost x{growth:.2f} from {first['n']:,} to {last['n']:,}")
+
+
+def main() -> None:
+    args = parse_args()
+    sizes = [2_000, 20_000] if args.quick else args.sizes
+    home = args.home or Path(tempfile.mkdtemp(prefix="hullhunter-scale-"))
+    os.environ["HULLHUNTER_HOME"] = str(home)
+    torch.set_num_threads(1)
+    from hullhunter.db import connect
+
+    connect()
+    print(f"HULLHUNTER_HOME={home}; torch 1 thread; sizes {sizes}")
+    rows = []
+    for n in sizes:
+        rows.append(run_size(n))
+        print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()})
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
