@@ -138,6 +138,9 @@ class Screening(_Strict):
     chunk_size: int = Field(
         2000, ge=1, description="candidates read, scored and written at a time (bounds memory)"
     )
+    shard_size: int = Field(
+        50_000, ge=1, description="a larger pool is scored by one job per shard of this size"
+    )
 
 
 class ModelSettings(_Strict):

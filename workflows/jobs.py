@@ -60,10 +60,60 @@ def generate_job(name: str, round_number: int) -> GenerateOutput:
 
 @job(output_schema=ScreenOutput)
 def screen_job(name: str, round_number: int, generated: GenerateOutput) -> Response:
-    """Select candidates for the oracle, then add the relaxation batches and the round's end."""
+    """Select candidates for the oracle, then add the relaxation batches and the round's end.
+
+    A pool larger than ``screening.shard_size`` is scored first by one job per shard (any
+    worker of the gpu category, several at once), then selected by :func:`select_job`.
+    """
+    connect()
+    _, config = load_campaign(name)
+    shards = screen.pool_shards(name, round_number, config.screening.shard_size)
+    if len(shards) > 1:
+        cpu, gpu = _categories(config)
+        scored = [
+            _route(score_job(name, round_number, lower, upper), name, gpu)
+            for lower, upper in shards
+        ]
+        chosen = _route(
+            select_job(name, round_number, generated, [j.output for j in scored]), name, cpu
+        )
+        return Response(
+            output=ScreenOutput(selected=0, batches=0, shards=len(shards)),
+            addition=Flow([*scored, chosen], name=f"{name} round {round_number} screen"),
+        )
+    selected = screen.screen(name, round_number, config, get_settings().torch_threads)
+    return _relax_and_close(name, round_number, config, generated, selected)
+
+
+@job
+def score_job(name: str, round_number: int, lower: str | None, upper: str | None) -> int:
+    """Score one shard of the pool (candidates with ``lower <= _id < upper``); a rerun
+    scores only what the first run did not."""
+    connect()
+    _, config = load_campaign(name)
+    return screen.score_shard(name, config, lower, upper, get_settings().torch_threads)
+
+
+@job(output_schema=ScreenOutput)
+def select_job(
+    name: str, round_number: int, generated: GenerateOutput, shards: list[int]
+) -> Response:
+    """Select from the pool the shard jobs scored, then add the relaxations and the round's
+    end: the same selection as an unsharded screen (nothing is predicted again)."""
     connect()
     _, config = load_campaign(name)
     selected = screen.screen(name, round_number, config, get_settings().torch_threads)
+    return _relax_and_close(name, round_number, config, generated, selected)
+
+
+def _relax_and_close(
+    name: str,
+    round_number: int,
+    config: CampaignConfig,
+    generated: GenerateOutput,
+    selected: list[str],
+) -> Response:
+    """The rest of the round after selection: relaxation batches, hull, retrain, advance."""
     Round.objects(campaign=name, number=round_number).update_one(
         set__status="relaxing",
         set__counts__generated=generated.counts,

@@ -20,6 +20,7 @@ class ScreenOutput(BaseModel):
 
     selected: int
     batches: int
+    shards: int = 1
 
 
 class RelaxOutput(BaseModel):

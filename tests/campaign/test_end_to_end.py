@@ -38,9 +38,11 @@ TINY = {
 }
 
 
-def tiny_campaign(tmp_path, name: str, rounds: int) -> str:
+def tiny_campaign(tmp_path, name: str, rounds: int, **screening) -> str:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, **TINY, "budget": {"rounds": rounds}}))
+    config = {"name": name, **TINY, "budget": {"rounds": rounds}}
+    config["screening"] = {**TINY["screening"], **screening}
+    path.write_text(yaml.safe_dump(config))
     return str(path)
 
 
@@ -73,7 +75,8 @@ def rlaunch(env: dict, cwd, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
-    campaign_file = tiny_campaign(tmp_path, "e2e", rounds=1)
+    # shards of 8: the round's pool is scored by several jobs, then selected by one
+    campaign_file = tiny_campaign(tmp_path, "e2e", rounds=1, shard_size=8)
     hullhunter("campaign", "submit", campaign_file, env=worker_env)
     again = hullhunter("campaign", "submit", campaign_file, env=worker_env)
     assert "already submitted" in again.stdout
@@ -94,6 +97,10 @@ def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
     assert 0 < selected.count() <= 4
     assert Calculation.objects(campaign="e2e", round=1).count() == selected.count()
     generated = Candidate.objects(campaign="e2e", round=1)
+    scoring = get_launchpad().fireworks.count_documents(
+        {"spec.hullhunter_campaign": "e2e", "name": {"$regex": "score_job"}}
+    )
+    assert scoring == -(-generated.count() // 8) >= 2
     rejected = Candidate.objects(campaign="e2e", round=1, status="rejected")
     assert generated.count() > 4  # more candidates than places, so the screen must choose
     assert rejected.count() == generated.count() - selected.count() > 0

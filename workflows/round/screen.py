@@ -16,6 +16,7 @@ import random
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
+from bson import ObjectId
 from pymatgen.core import Structure
 from pymongo import UpdateOne
 
@@ -74,7 +75,7 @@ def screen(
             - len(already)
         )
         places = max(min(config.screening.top_k - len(already), budget_left), 0)
-        pool = {"campaign": name, "status": {"$in": ["generated", "rejected"]}}
+        pool = pool_query(name)
         newest = max(Candidate._get_collection().distinct("round", pool), default=round_number)
         rng = random.Random(f"{name}-{newest}")
         scored = scored_pool(name, config, pool, torch_threads) if places else iter(())
@@ -140,7 +141,9 @@ def scored_pool(
     collection = Candidate._get_collection()
     skipped, newest, last_id = 0, None, None
     while True:
-        page = query if last_id is None else {**query, "_id": {"$gt": last_id}}
+        page = (
+            query if last_id is None else {**query, "_id": {**query.get("_id", {}), "$gt": last_id}}
+        )
         cursor = collection.find(page, projection=POOL_FIELDS).sort("_id", 1)
         chunk = list(cursor.limit(config.screening.chunk_size))
         if not chunk:
@@ -196,6 +199,45 @@ def _predict(ensemble: Ensemble, docs: list[dict[str, Any]], version: int, tta: 
         }
         updates.append(UpdateOne({"_id": doc["_id"]}, {"$set": fields}))
     Candidate._get_collection().bulk_write(updates, ordered=False)  # one round trip, not N
+
+
+def pool_query(name: str) -> dict[str, Any]:
+    """The screen's pool: every candidate of the campaign not yet relaxed."""
+    return {"campaign": name, "status": {"$in": ["generated", "rejected"]}}
+
+
+def pool_shards(
+    name: str, round_number: int, shard_size: int
+) -> list[tuple[str | None, str | None]]:
+    """The pool cut into ``_id`` ranges of ``shard_size`` candidates: ``(lower, upper)``
+    bounds as strings (None: open). One shard when the pool fits in one (or in round 0)."""
+    if round_number == SEED_ROUND:
+        return [(None, None)]
+    collection = Candidate._get_collection()
+    ids = collection.find(pool_query(name), projection={"_id": 1}).sort("_id", 1)
+    bounds = [str(doc["_id"]) for index, doc in enumerate(ids) if index and not index % shard_size]
+    edges = [None, *bounds, None]
+    return list(itertools.pairwise(edges))
+
+
+def score_shard(
+    name: str,
+    config: CampaignConfig,
+    lower: str | None,
+    upper: str | None,
+    torch_threads: int | None,
+) -> int:
+    """Score the pool's candidates with ``lower <= _id < upper`` (predictions written to
+    MongoDB); returns how many were read."""
+    query = pool_query(name)
+    bounds = {}
+    if lower is not None:
+        bounds["$gte"] = ObjectId(lower)
+    if upper is not None:
+        bounds["$lt"] = ObjectId(upper)
+    if bounds:
+        query["_id"] = bounds
+    return sum(1 for _ in scored_pool(name, config, query, torch_threads))
 
 
 def batches(ids: list[str], size: int) -> list[list[str]]:
