@@ -6,10 +6,12 @@ Errors print as one line (``error: ...``); ``--debug`` shows the traceback inste
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
 import typer
+from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.table import Table
 
@@ -41,8 +43,9 @@ USER_ERRORS = (
     DatabaseError,
     CampaignConfigError,
     ValueError,
-    FileNotFoundError,
     LookupError,
+    OSError,
+    PyMongoError,
 )
 
 
@@ -71,10 +74,13 @@ def db_start() -> None:
         console.print(f"using the configured MongoDB at {mask_uri(settings.db_uri)}")
         return
     server = LocalServer(settings.local_db_dir)
-    already = server.running()
-    info = already or server.start(port=settings.db_port)
-    word = "already running" if already else "started"
-    console.print(f"MongoDB {word}: {info.uri} (pid {info.pid}, data in {server.data_dir})")
+    info = server.start(port=settings.db_port)
+    word = "started" if info.started else "already running"
+    console.print(
+        f"MongoDB {word}: {mask_uri(info.uri)} (pid {info.pid}, data in {server.data_dir}, "
+        f"credentials in {server.access_file})",
+        highlight=False,
+    )
 
 
 @db_app.command("stop")
@@ -170,7 +176,9 @@ def campaign_run(
     config = load_config(file)
     _, message = submit_campaign(config)
     console.print(message)
-    paths = write_config()  # so that lpad and rlaunch can inspect or take over this campaign
+    # so that lpad and rlaunch can inspect or take over this campaign; the site's own
+    # files (queue, account, category from `hullhunter fireworks-config`) are kept
+    paths = write_config(keep_site=True)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -421,5 +429,22 @@ def main() -> None:
     except USER_ERRORS as exc:
         if _state["debug"]:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         sys.exit(1)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error as one line naming what failed and, for system and database errors, what
+    to check (``--debug`` keeps the traceback)."""
+    if isinstance(exc, PyMongoError):
+        cause = re.split(r" \(configured timeouts|, Timeout:|, full error:", str(exc))[0]
+        return mask_uri(
+            f"MongoDB failed: {cause.strip()} ({type(exc).__name__}); check that it runs "
+            "(`hullhunter db status`) and that the credentials in use may do this"
+        )
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return (
+            f"{exc.strerror or exc}: {exc.filename}: check that the path exists and that "
+            "you may read and write it"
+        )
+    return " ".join(str(exc).split("\n"))
