@@ -327,7 +327,9 @@ def campaign_resume(name: str = typer.Argument(..., help="Campaign name.")) -> N
     """Resume a paused campaign, submitting the next round if it stopped between rounds."""
     from hullhunter.workflows.campaign import resume
 
-    console.print(f"resumed {resume(name)} job(s) of {name}")
+    resumed, submitted = resume(name)
+    rounds = f"; submitted round(s) {submitted}" if submitted else ""
+    console.print(f"resumed {resumed} job(s) of {name}{rounds}")
 
 
 @campaign_app.command("cancel")

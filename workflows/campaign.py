@@ -25,7 +25,7 @@ from hullhunter.db import connect
 from hullhunter.documents import Campaign, Candidate, Round, ensure_indexes
 from hullhunter.fireworks_config import get_job_store, get_launchpad
 from hullhunter.settings import get_settings
-from hullhunter.workflows.jobs import stop_reason, submit_round
+from hullhunter.workflows.jobs import repair_submissions, stop_reason, submit_round
 from hullhunter.workflows.round.records import SEED_ROUND
 from hullhunter.workflows.round.retrain import campaign_prior, model_config
 
@@ -46,6 +46,13 @@ def submit_campaign(config: CampaignConfig) -> tuple[bool, str]:
                 f"campaign '{config.name}' exists with a different configuration: "
                 "give the new one another name, or cancel the old one first"
             )
+        if existing.status != "cancelled":
+            repaired = repair_submissions(config.name)
+            if repaired:
+                return True, (
+                    f"campaign '{config.name}': round(s) {repaired} submitted again "
+                    "(their submission had been interrupted)"
+                )
         return False, f"campaign '{config.name}' was already submitted: nothing added"
     Campaign(name=config.name, config=document, status="running").save()
     submit_round(config.name, SEED_ROUND)
@@ -81,10 +88,12 @@ def pause(name: str) -> int:
     return count
 
 
-def resume(name: str) -> int:
-    """Resume paused jobs; submit the next round if the campaign stopped between rounds.
+def resume(name: str) -> tuple[int, list[int]]:
+    """Resume paused jobs; submit the next round if the campaign stopped between rounds,
+    and any round whose submission a crash interrupted.
 
-    Returns how many jobs were resumed (FireWorks has no resume for whole workflows).
+    Returns how many jobs were resumed (FireWorks has no resume for whole workflows) and
+    the rounds submitted.
     """
     campaign = _campaign(name)
     launchpad = get_launchpad()
@@ -94,12 +103,14 @@ def resume(name: str) -> int:
     for fw_id in paused:
         launchpad.resume_fw(fw_id)
     campaign.update(set__status="running", set__updated_at=datetime.now(UTC))
+    submitted = repair_submissions(name)
     last = Round.objects(campaign=name).order_by("-number").first()
     if last is not None and last.status == "completed":
         config = CampaignConfig.model_validate(campaign.config)
-        if stop_reason(name, last.number, config) is None:
-            submit_round(name, last.number + 1)
-    return len(paused)
+        going_on = stop_reason(name, last.number, config) is None
+        if going_on and submit_round(name, last.number + 1) is not None:
+            submitted.append(last.number + 1)
+    return len(paused), submitted
 
 
 def cancel(name: str) -> int:
