@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -424,8 +425,13 @@ def _print_skipped(skipped: list) -> None:
             console.print(f"  {count:5d} x {reason}", highlight=False)
 
 
+def _warning_line(message: Warning | str, category: type, *_: object, **__: object) -> str:
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Entry point: run the app, turning known errors into one line."""
+    warnings.formatwarning = _warning_line  # one line, as errors are
     try:
         app()
     except USER_ERRORS as exc:
