@@ -134,7 +134,7 @@ class Screening(_Strict):
 
     top_k: int = Field(50, ge=1, description="candidates sent to the oracle per round")
     max_decomposition_energy: float = Field(
-        0.05, ge=-0.5, le=1.0, description="eV/atom, predicted (GNoME: 0.05)"
+        0.05, ge=-1.0, le=10.0, description="eV/atom, predicted (GNoME: 0.05)"
     )
     one_per_composition: bool = True
     exploration_fraction: float = Field(0.1, ge=0, le=1, description="share picked at random")
@@ -213,10 +213,11 @@ class CampaignConfig(_Strict):
     @model_validator(mode="after")
     def _makes_candidates(self) -> CampaignConfig:
         working = [n for n, s in self.generators.items() if s.enabled and s.limit > 0]
-        if "structural" in self.pipelines and not working:
+        if "compositional" not in self.pipelines and not working:
             raise ValueError(
-                "generators: every generator is disabled or has limit 0, so the structural "
-                "pipeline would make no candidates: give one a limit above 0"
+                "generators: every generator is disabled or has limit 0, so no pipeline "
+                "would make candidates: give one a limit above 0, or add the compositional "
+                "pipeline"
             )
         return self
 

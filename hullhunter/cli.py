@@ -166,12 +166,15 @@ def campaign_submit(file: Path = typer.Argument(..., help="Campaign YAML file.")
 def campaign_run(
     file: Path = typer.Argument(..., help="Campaign YAML file."),
     report: Path | None = typer.Option(None, help="Report folder (default: ./reports/NAME)."),
+    rerun_lost: bool = typer.Option(
+        False, "--rerun-lost", help="Rerun jobs whose worker died (finished work is kept)."
+    ),
 ) -> None:
     """Submit (or continue) a campaign, run its jobs here until done, and write the report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hullhunter.fireworks_config import write_config
-    from hullhunter.workflows.campaign import run_local, submit_campaign
+    from hullhunter.workflows.campaign import lost_jobs, run_local, submit_campaign
     from hullhunter.workflows.report import write_report
 
     config = load_config(file)
@@ -195,6 +198,17 @@ def campaign_run(
             progress.update(task, completed=done, total=sum(states.values()))
 
         final = run_local(config.name, on_progress=show)
+        lost = lost_jobs(config.name, rerun=rerun_lost)
+        if lost and rerun_lost:
+            console.print(f"rerunning {len(lost)} lost job(s): {lost}")
+            final = run_local(config.name, on_progress=show)
+            lost = lost_jobs(config.name)
+    if lost:
+        raise ValueError(
+            f"{len(lost)} job(s) of {config.name} were RUNNING in a worker that died (fw ids "
+            f"{lost[:10]}): `hullhunter campaign run {file} --rerun-lost` reruns them, "
+            "keeping every candidate already relaxed"
+        )
     if final.get("FIZZLED"):
         lpad = f"lpad -l {paths['launchpad']}"
         raise ValueError(
@@ -202,6 +216,14 @@ def campaign_run(
             f"{get_settings().runs_dir / config.name / 'worker.log'}; fix the cause, then "
             f"`{lpad} rerun_fws -s FIZZLED` and run this command again"
         )
+    unfinished = sum(final.get(state, 0) for state in ("RUNNING", "RESERVED", "READY", "WAITING"))
+    if unfinished:
+        _print_status(config.name)
+        console.print(
+            f"{unfinished} job(s) not finished: other workers are running them (or the "
+            f"campaign is paused); `hullhunter campaign report {config.name}` once they are done"
+        )
+        return
     folder = report or Path("reports") / config.name
     summary = write_report(config.name, folder)
     _print_status(config.name)
@@ -234,8 +256,8 @@ def _print_status(name: str) -> None:
     console.print("jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(state["jobs"].items())))
     if state["lost_jobs"]:
         console.print(
-            f"lost: {len(state['lost_jobs'])} RUNNING job(s) stopped pinging "
-            f"(fw ids {state['lost_jobs'][:10]}): `hullhunter campaign rerun-lost {name}`"
+            f"lost: {len(state['lost_jobs'])} RUNNING job(s) whose worker died or stopped "
+            f"pinging (fw ids {state['lost_jobs'][:10]}): `hullhunter campaign rerun-lost {name}`"
         )
     console.print(
         "candidates: " + ", ".join(f"{k} {v}" for k, v in sorted(state["candidates"].items()))
@@ -251,12 +273,15 @@ def campaign_status(name: str = typer.Argument(..., help="Campaign name.")) -> N
 @campaign_app.command("rerun-lost")
 def campaign_rerun_lost(
     name: str = typer.Argument(..., help="Campaign name."),
-    expiration: int = typer.Option(4 * 3600, help="Seconds without a ping before a job is lost."),
+    expiration: int | None = typer.Option(
+        None, help="Seconds without a ping before a job is lost (default 300; jobs ping each 60)."
+    ),
 ) -> None:
     """Put jobs whose worker died (walltime, node loss) back to READY; finished work is kept."""
+    from hullhunter.fireworks_config import LOST_AFTER_S
     from hullhunter.workflows.campaign import lost_jobs
 
-    rerun = lost_jobs(name, expiration_s=expiration, rerun=True)
+    rerun = lost_jobs(name, expiration_s=expiration or LOST_AFTER_S, rerun=True)
     console.print(f"{len(rerun)} lost job(s) of {name} set to rerun: {rerun}")
 
 

@@ -32,6 +32,10 @@ from hullhunter.settings import Settings, get_settings
 
 OUTPUTS_COLLECTION = "outputs"
 BLOBS_COLLECTION = "outputs_blobs"
+# A running job pings the LaunchPad this often (FireWorks' default is hourly, which left a
+# killed worker's job unnoticed for 4 h); five missed pings make it lost.
+PING_TIME_S = 60
+LOST_AFTER_S = 5 * PING_TIME_S
 
 
 def config_dir(settings: Settings | None = None) -> Path:
@@ -152,6 +156,8 @@ def write_config(
             "ECHO_TEST": "hullhunter",
             "WFLOCK_EXPIRATION_SECS": 300,
             "WFLOCK_EXPIRATION_KILL": True,
+            "PING_TIME_SECS": PING_TIME_S,
+            "RUN_EXPIRATION_SECS": LOST_AFTER_S,  # `lpad detect_lostruns`' default
         },
         "jobflow": jobflow_config(uri, settings),
     }
@@ -189,14 +195,25 @@ def write_config(
         WORKER_EXPORTS=worker_exports(site_values, indent="  "),
     )
     for role, text in texts.items():
-        if (
-            keep_site
-            and paths[role].is_file()
-            and not _names_another_database(paths[role], role, contents)
-        ):
-            continue
+        if keep_site and paths[role].is_file():
+            if role == "fw_config":
+                _add_missing_keys(paths[role], contents[role])
+            if not _names_another_database(paths[role], role, contents):
+                continue
         write_private(paths[role], text)
     return paths
+
+
+def _add_missing_keys(path: Path, ours: dict) -> None:
+    """Give an existing FW_config.yaml the keys hullhunter relies on (ping interval, lock
+    expiry) that it lacks, keeping every value already there."""
+    try:
+        written = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        written = {}
+    merged = {**ours, **written}
+    if merged != written:
+        write_private(path, yaml.safe_dump(merged, sort_keys=False))
 
 
 def _names_another_database(path: Path, role: str, contents: dict) -> bool:

@@ -51,7 +51,7 @@ def test_chemical_space_membership():
         ({**MINIMAL, "generators": {"saps": {"limit": 2.5}}}, r"generators\.saps\.limit"),
         (
             {**MINIMAL, "screening": {"max_decomposition_energy": -100}},
-            r"screening\.max_decomposition_energy: Input should be greater than or equal to -0\.5",
+            r"screening\.max_decomposition_energy: Input should be greater than or equal to -1",
         ),
         (
             {**MINIMAL, "generators": {g: {"limit": 0} for g in ("substitution", "saps")}}
