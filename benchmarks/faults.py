@@ -156,7 +156,8 @@ def run_arm(harness: Harness, name: str, faults: list[str]) -> dict:
             if Campaign.objects.get(name=name).status == "completed":
                 break
             states = sorted(
-                (d["fw_id"], d["state"]) for d in get_launchpad().fireworks.find({}, {"state": 1})
+                (d["fw_id"], d["state"])
+                for d in get_launchpad().fireworks.find({}, {"fw_id": 1, "state": 1})
             )
             kind = pending[0] if pending else None
             slot = (

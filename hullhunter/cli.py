@@ -82,6 +82,12 @@ def db_start() -> None:
         f"credentials in {server.access_file})",
         highlight=False,
     )
+    if not info.user:
+        console.print(
+            "warning: this mongod was started without authorisation (by an older hullhunter): "
+            "`hullhunter db stop` then `hullhunter db start` turns it on, keeping the data",
+            highlight=False,
+        )
 
 
 @db_app.command("stop")

@@ -7,6 +7,7 @@ import signal
 import socket
 import stat
 import subprocess
+from pathlib import Path
 
 import psutil
 import pytest
@@ -83,6 +84,8 @@ def test_restart_keeps_port_and_credentials_private(server):
     assert stat.S_IMODE(server.access_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(server.folder.stat().st_mode) == 0o700
     assert json.loads(server.access_file.read_text())["port"] == first.port
+    unix_socket = Path(f"/tmp/mongodb-{first.port}.sock")  # mongod's own, owner only
+    assert stat.S_IMODE(unix_socket.stat().st_mode) == 0o700
     with pytest.raises(OperationFailure, match="requires authentication"):
         MongoClient(first.address).list_database_names()
 
