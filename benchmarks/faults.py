@@ -213,7 +213,7 @@ def outcome(name: str) -> dict:
         campaign=name, status__in=["selected", "relaxing", "relaxed", "failed"]
     )
     calculated = set(Calculation.objects(campaign=name).distinct("candidate_id"))
-    files = get_launchpad().db["trajectories.files"]
+    files = get_launchpad().db["trajectories.files"]  # one per stored relaxation
     runs = {
         item["_id"]: item["n"]
         for item in files.aggregate(
@@ -232,7 +232,17 @@ def outcome(name: str) -> dict:
             twice += 1
         else:
             once += 1
-    return {"chosen": chosen.count(), "once": once, "twice": twice, "lost": lost}
+    launchpad = get_launchpad()
+    fw_ids = launchpad.fireworks.distinct("fw_id", {"spec.hullhunter_campaign": name})
+    launches = launchpad.launches.count_documents({"fw_id": {"$in": fw_ids}})
+    return {
+        "chosen": chosen.count(),
+        "once": once,
+        "twice": twice,
+        "lost": lost,
+        "jobs": len(fw_ids),
+        "launches": launches,
+    }
 
 
 def main() -> None:
@@ -276,6 +286,8 @@ def main() -> None:
     )
     print(f"{'':34}{'no faults':>12}{'faults':>12}")
     for key, label in [
+        ("jobs", "jobs (fireworks)"),
+        ("launches", "launches (reruns included)"),
         ("chosen", "candidates given to the oracle"),
         ("once", "relaxed exactly once"),
         ("twice", "relaxed twice (must be 0)"),
