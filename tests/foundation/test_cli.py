@@ -160,6 +160,7 @@ def test_campaign_run_keeps_the_sites_worker_files(hh_settings, tmp_path):
     site = QueueSettings(queue="gpuq", account="mat123", walltime="02:00:00")
     paths = write_config(hh_settings, folder=folder, category="gpu", queue=site)
     paths["launchpad"].write_text("host: mongodb://127.0.0.1:1/gone\nname: x\nuri_mode: true\n")
+    paths["fw_config"].write_text(f"CONFIG_FILE_DIR: {folder}\nQUEUE_UPDATE_INTERVAL: 2\n")
     write_config(hh_settings, folder=folder, keep_site=True)  # what `campaign run` does
     qadapter = yaml.safe_load(paths["qadapter"].read_text())
     assert (qadapter["queue"], qadapter["account"], qadapter["walltime"]) == (
@@ -168,5 +169,8 @@ def test_campaign_run_keeps_the_sites_worker_files(hh_settings, tmp_path):
         "02:00:00",
     )
     assert yaml.safe_load(paths["fworker"].read_text())["category"] == "gpu"
+    fw_config = yaml.safe_load(paths["fw_config"].read_text())  # the site's key stays,
+    assert fw_config["QUEUE_UPDATE_INTERVAL"] == 2  # the one-minute ping is added
+    assert fw_config["PING_TIME_SECS"] == 60
     launchpad = yaml.safe_load(paths["launchpad"].read_text())  # it named a dead server
     assert launchpad["host"].startswith(hh_settings.db_uri.split("?")[0].rstrip("/"))
