@@ -1,6 +1,8 @@
 """The command line: db lifecycle, FireWorks config that lpad accepts, one-line errors."""
 
+import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -174,3 +176,21 @@ def test_campaign_run_keeps_the_sites_worker_files(hh_settings, tmp_path):
     assert fw_config["PING_TIME_SECS"] == 60
     launchpad = yaml.safe_load(paths["launchpad"].read_text())  # it named a dead server
     assert launchpad["host"].startswith(hh_settings.db_uri.split("?")[0].rstrip("/"))
+
+
+def test_paused_server_is_reported_in_one_line_and_kept(tmp_path):
+    env = {"HULLHUNTER_HOME": str(tmp_path)}
+    run(["db", "start"], env)
+    state = tmp_path / "mongodb" / "server.json"
+    pid = json.loads(state.read_text())["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        failed = run(["db", "status"], env, check=False)  # `db start`/`stop` share the probe
+        assert failed.returncode == 1
+        assert failed.stderr.count("\n") == 1, failed.stderr
+        assert f"kill -CONT {pid}" in failed.stderr
+        assert state.exists()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert "MongoDB 6.0." in run(["db", "status"], env).stdout
+    assert "stopped" in run(["db", "stop"], env).stdout
