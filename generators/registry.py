@@ -40,7 +40,7 @@ class GenerationContext:
 class GeneratorSettings(BaseModel):
     """A generator's section of the campaign file; subclasses add their own knobs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool = True
     limit: int = Field(

@@ -1,7 +1,9 @@
 """The campaign file: one YAML document that says what a campaign explores and how.
 
-Validated before anything is submitted; unknown keys, impossible element sets and oracles
-that are not installed are rejected with one line naming the key.
+Validated before anything is submitted; unknown or duplicate keys, values of the wrong type
+(no coercion: ``rounds: true`` is refused, not read as 1), values out of bounds, seeds that
+do not exist, impossible element sets and oracles that are not installed are rejected with
+one line naming the file, the key (or line) and what is wrong.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class CampaignConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ChemicalSpace(_Strict):
@@ -131,7 +133,9 @@ class Screening(_Strict):
     """How candidates are chosen for the oracle (GNoME: 50 meV/atom, one per composition)."""
 
     top_k: int = Field(50, ge=1, description="candidates sent to the oracle per round")
-    max_decomposition_energy: float = Field(0.05, description="eV/atom, predicted")
+    max_decomposition_energy: float = Field(
+        0.05, ge=-1.0, le=10.0, description="eV/atom, predicted (GNoME: 0.05)"
+    )
     one_per_composition: bool = True
     exploration_fraction: float = Field(0.1, ge=0, le=1, description="share picked at random")
     tta: bool = True
@@ -212,6 +216,17 @@ class CampaignConfig(_Strict):
     def _oracle(cls, value: Any) -> Any:
         return oracle_section(value)
 
+    @model_validator(mode="after")
+    def _makes_candidates(self) -> CampaignConfig:
+        working = [n for n, s in self.generators.items() if s.enabled and s.limit > 0]
+        if "compositional" not in self.pipelines and not working:
+            raise ValueError(
+                "generators: every generator is disabled or has limit 0, so no pipeline "
+                "would make candidates: give one a limit above 0, or add the compositional "
+                "pipeline"
+            )
+        return self
+
 
 def parse_config(data: dict, origin: str = "campaign file") -> CampaignConfig:
     """Validate a campaign mapping, reporting each problem as 'key: what is wrong'."""
@@ -226,19 +241,53 @@ def parse_config(data: dict, origin: str = "campaign file") -> CampaignConfig:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key (check the spelling against examples/)"
-            problems.append(f"{key or '(top level)'}: {message}")
+            problems.append(f"{key}: {message}" if key else message)
         raise CampaignConfigError(f"{origin}: " + "; ".join(problems)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the
+    last silently, so half a section would be lost without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: Path | str) -> CampaignConfig:
-    """Read and validate a campaign YAML file."""
+    """Read and validate a campaign YAML file; a seeds path is made absolute (relative to
+    the file) and must exist, since workers read it from other folders."""
     path = Path(path)
     if not path.is_file():
         raise CampaignConfigError(f"campaign file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise CampaignConfigError(f"{path}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CampaignConfigError(f"{where}: not valid YAML: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise CampaignConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        ) from None
     if not isinstance(data, dict):
         raise CampaignConfigError(f"{path}: expected a mapping of campaign settings")
-    return parse_config(data, origin=str(path))
+    config = parse_config(data, origin=str(path))
+    source = config.seeds.source
+    if source != "builtin":
+        seeds = (path.parent / Path(source).expanduser()).resolve()
+        if not seeds.exists():
+            raise CampaignConfigError(
+                f"{path}: seeds.source: {seeds} does not exist: give a CIF/JSON file or folder "
+                "(relative paths are read from the campaign file's folder), or 'builtin'"
+            )
+        config.seeds.source = str(seeds)
+    return config

@@ -6,10 +6,13 @@ Errors print as one line (``error: ...``); ``--debug`` shows the traceback inste
 from __future__ import annotations
 
 import os
+import re
 import sys
+import warnings
 from pathlib import Path
 
 import typer
+from pymongo.errors import PyMongoError
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -42,8 +45,9 @@ USER_ERRORS = (
     DatabaseError,
     CampaignConfigError,
     ValueError,
-    FileNotFoundError,
     LookupError,
+    OSError,
+    PyMongoError,
 )
 
 
@@ -72,10 +76,19 @@ def db_start() -> None:
         console.print(f"using the configured MongoDB at {mask_uri(settings.db_uri)}")
         return
     server = LocalServer(settings.local_db_dir)
-    already = server.running()
-    info = already or server.start(port=settings.db_port)
-    word = "already running" if already else "started"
-    console.print(f"MongoDB {word}: {info.uri} (pid {info.pid}, data in {server.data_dir})")
+    info = server.start(port=settings.db_port)
+    word = "started" if info.started else "already running"
+    console.print(
+        f"MongoDB {word}: {mask_uri(info.uri)} (pid {info.pid}, data in {server.data_dir}, "
+        f"credentials in {server.access_file})",
+        highlight=False,
+    )
+    if not info.user:
+        console.print(
+            "warning: this mongod was started without authorisation (by an older hullhunter): "
+            "`hullhunter db stop` then `hullhunter db start` turns it on, keeping the data",
+            highlight=False,
+        )
 
 
 @db_app.command("stop")
@@ -160,18 +173,23 @@ def campaign_submit(file: Path = typer.Argument(..., help="Campaign YAML file.")
 def campaign_run(
     file: Path = typer.Argument(..., help="Campaign YAML file."),
     report: Path | None = typer.Option(None, help="Report folder (default: ./reports/NAME)."),
+    rerun_lost: bool = typer.Option(
+        False, "--rerun-lost", help="Rerun jobs whose worker died (finished work is kept)."
+    ),
 ) -> None:
     """Submit (or continue) a campaign, run its jobs here until done, and write the report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hullhunter.fireworks_config import write_config
-    from hullhunter.workflows.campaign import run_local, submit_campaign
+    from hullhunter.workflows.campaign import lost_jobs, run_local, submit_campaign
     from hullhunter.workflows.report import write_report
 
     config = load_config(file)
     _, message = submit_campaign(config)
     console.print(message)
-    paths = write_config()  # so that lpad and rlaunch can inspect or take over this campaign
+    # so that lpad and rlaunch can inspect or take over this campaign; the site's own
+    # files (queue, account, category from `hullhunter fireworks-config`) are kept
+    paths = write_config(keep_site=True)
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -187,6 +205,17 @@ def campaign_run(
             progress.update(task, completed=done, total=sum(states.values()))
 
         final = run_local(config.name, on_progress=show)
+        lost = lost_jobs(config.name, rerun=rerun_lost)
+        if lost and rerun_lost:
+            console.print(f"rerunning {len(lost)} lost job(s): {lost}")
+            final = run_local(config.name, on_progress=show)
+            lost = lost_jobs(config.name)
+    if lost:
+        raise ValueError(
+            f"{len(lost)} job(s) of {config.name} were RUNNING in a worker that died (fw ids "
+            f"{lost[:10]}): `hullhunter campaign run {file} --rerun-lost` reruns them, "
+            "keeping every candidate already relaxed"
+        )
     if final.get("FIZZLED"):
         lpad = f"lpad -l {paths['launchpad']}"
         raise ValueError(
@@ -194,6 +223,14 @@ def campaign_run(
             f"{get_settings().runs_dir / config.name / 'worker.log'}; fix the cause, then "
             f"`{lpad} rerun_fws -s FIZZLED` and run this command again"
         )
+    unfinished = sum(final.get(state, 0) for state in ("RUNNING", "RESERVED", "READY", "WAITING"))
+    if unfinished:
+        _print_status(config.name)
+        console.print(
+            f"{unfinished} job(s) not finished: other workers are running them (or the "
+            f"campaign is paused); `hullhunter campaign report {config.name}` once they are done"
+        )
+        return
     folder = report or Path("reports") / config.name
     summary = write_report(config.name, folder)
     _print_status(config.name)
@@ -236,8 +273,8 @@ def _print_status(name: str) -> None:
     console.print("jobs: " + ", ".join(f"{k} {v}" for k, v in sorted(state["jobs"].items())))
     if state["lost_jobs"]:
         console.print(
-            f"lost: {len(state['lost_jobs'])} RUNNING job(s) stopped pinging "
-            f"(fw ids {state['lost_jobs'][:10]}): `hullhunter campaign rerun-lost {name}`"
+            f"lost: {len(state['lost_jobs'])} RUNNING job(s) whose worker died or stopped "
+            f"pinging (fw ids {state['lost_jobs'][:10]}): `hullhunter campaign rerun-lost {name}`"
         )
     console.print(
         "candidates: " + ", ".join(f"{k} {v}" for k, v in sorted(state["candidates"].items()))
@@ -261,12 +298,15 @@ def campaign_status(name: str = typer.Argument(..., help="Campaign name.")) -> N
 @campaign_app.command("rerun-lost")
 def campaign_rerun_lost(
     name: str = typer.Argument(..., help="Campaign name."),
-    expiration: int = typer.Option(4 * 3600, help="Seconds without a ping before a job is lost."),
+    expiration: int | None = typer.Option(
+        None, help="Seconds without a ping before a job is lost (default 300; jobs ping each 60)."
+    ),
 ) -> None:
     """Put jobs whose worker died (walltime, node loss) back to READY; finished work is kept."""
+    from hullhunter.fireworks_config import LOST_AFTER_S
     from hullhunter.workflows.campaign import lost_jobs
 
-    rerun = lost_jobs(name, expiration_s=expiration, rerun=True)
+    rerun = lost_jobs(name, expiration_s=expiration or LOST_AFTER_S, rerun=True)
     console.print(f"{len(rerun)} lost job(s) of {name} set to rerun: {rerun}")
 
 
@@ -362,7 +402,9 @@ def campaign_resume(name: str = typer.Argument(..., help="Campaign name.")) -> N
     """Resume a paused campaign, submitting the next round if it stopped between rounds."""
     from hullhunter.workflows.campaign import resume
 
-    console.print(f"resumed {resume(name)} job(s) of {name}")
+    resumed, submitted = resume(name)
+    rounds = f"; submitted round(s) {submitted}" if submitted else ""
+    console.print(f"resumed {resumed} job(s) of {name}{rounds}")
 
 
 @campaign_app.command("cancel")
@@ -457,12 +499,34 @@ def _print_skipped(skipped: list) -> None:
             console.print(f"  {count:5d} x {reason}", highlight=False)
 
 
+def _warning_line(message: Warning | str, category: type, *_: object, **__: object) -> str:
+    return f"warning: {message}\n"
+
+
 def main() -> None:
     """Entry point: run the app, turning known errors into one line."""
+    warnings.formatwarning = _warning_line  # one line, as errors are
     try:
         app()
     except USER_ERRORS as exc:
         if _state["debug"]:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         sys.exit(1)
+
+
+def one_line(exc: BaseException) -> str:
+    """The error as one line naming what failed and, for system and database errors, what
+    to check (``--debug`` keeps the traceback)."""
+    if isinstance(exc, PyMongoError):
+        cause = re.split(r" \(configured timeouts|, Timeout:|, full error:", str(exc))[0]
+        return mask_uri(
+            f"MongoDB failed: {cause.strip()} ({type(exc).__name__}); check that it runs "
+            "(`hullhunter db status`) and that the credentials in use may do this"
+        )
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return (
+            f"{exc.strerror or exc}: {exc.filename}: check that the path exists and that "
+            "you may read and write it"
+        )
+    return " ".join(str(exc).split("\n"))

@@ -1,7 +1,8 @@
 """The MongoDB connection every hullhunter process shares.
 
-With no URI configured, hullhunter uses (and starts if needed) its embedded local server;
-with ``HULLHUNTER_DB_URI`` set, it talks to that server and starts nothing.
+With no URI configured, hullhunter uses (and starts if needed) its embedded local server,
+with the credentials kept beside its data; with ``HULLHUNTER_DB_URI`` set, it talks to that
+server and starts nothing.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ def server_uri(settings: Settings | None = None, start: bool = True) -> str:
     if settings.db_uri:
         return settings.db_uri
     server = LocalServer(settings.local_db_dir)
+    if start:
+        return server.start(port=settings.db_port).uri
     info = server.running()
     if info is None:
-        if not start:
-            raise DatabaseError(
-                f"the embedded MongoDB in {settings.local_db_dir} is not running: "
-                "run `hullhunter db start`"
-            )
-        info = server.start(port=settings.db_port)
+        raise DatabaseError(
+            f"the embedded MongoDB in {settings.local_db_dir} is not running: "
+            "run `hullhunter db start`"
+        )
     return info.uri
 
 

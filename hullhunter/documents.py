@@ -103,6 +103,10 @@ class Round(Document):
     metrics = DictField()
     started_at = DateTimeField(default=utcnow)
     finished_at = DateTimeField()
+    # who is adding the round's workflow ("host:pid") and since when; its root fw_id once added
+    submitter = StringField()
+    submitted_at = DateTimeField()
+    workflow_id = IntField()
     meta = {
         "collection": "rounds",
         "indexes": [{"fields": ["campaign", "number"], "unique": True}],

@@ -5,6 +5,9 @@ into one folder, so the stock ``lpad``, ``rlaunch`` and ``qlaunch`` commands and
 jobflow job use the same database without hand-editing. Workers need two variables:
 ``FW_CONFIG_FILE`` (FireWorks finds the other files through it) and ``JOBFLOW_CONFIG_FILE``
 (otherwise jobflow outputs silently go to an in-memory store).
+
+The files hold the database password, so they and their folder are the owner's only
+(0600, 0700). The connection is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -23,11 +26,16 @@ from fireworks import LaunchPad
 from jobflow import JobStore
 from maggma.stores import GridFSStore, MongoStore
 
-from hullhunter.db import server_uri
+from hullhunter.db import check_connection, server_uri
+from hullhunter.server import private_folder, write_private
 from hullhunter.settings import Settings, get_settings
 
 OUTPUTS_COLLECTION = "outputs"
 BLOBS_COLLECTION = "outputs_blobs"
+# A running job pings the LaunchPad this often (FireWorks' default is hourly, which left a
+# killed worker's job unnoticed for 4 h); five missed pings make it lost.
+PING_TIME_S = 60
+LOST_AFTER_S = 5 * PING_TIME_S
 
 
 def config_dir(settings: Settings | None = None) -> Path:
@@ -120,12 +128,18 @@ def write_config(
     category: str | None = None,
     name: str | None = None,
     queue: QueueSettings | None = None,
+    keep_site: bool = False,
 ) -> dict[str, Path]:
-    """Write the FireWorks/jobflow files (and the SLURM adapter); return their paths by role."""
+    """Write the FireWorks/jobflow files (and the SLURM adapter); return their paths by role.
+
+    With ``keep_site``, files that exist are kept (the site's queue, account and category
+    stay as the user wrote them), except a launchpad or jobflow file that names another
+    database, which is brought up to date.
+    """
     settings = settings or get_settings()
-    folder = Path(folder or config_dir(settings)).expanduser().resolve()
-    folder.mkdir(parents=True, exist_ok=True)
     uri = server_uri(settings)
+    check_connection(uri, settings.db_timeout_s).close()  # nothing written for a dead URI
+    folder = private_folder(Path(folder or config_dir(settings)).expanduser().resolve())
     paths = {
         "launchpad": folder / "my_launchpad.yaml",
         "fworker": folder / "my_fworker.yaml",
@@ -142,48 +156,78 @@ def write_config(
             "ECHO_TEST": "hullhunter",
             "WFLOCK_EXPIRATION_SECS": 300,
             "WFLOCK_EXPIRATION_KILL": True,
+            "PING_TIME_SECS": PING_TIME_S,
+            "RUN_EXPIRATION_SECS": LOST_AFTER_S,  # `lpad detect_lostruns`' default
         },
         "jobflow": jobflow_config(uri, settings),
     }
-    for role, data in contents.items():
-        paths[role].write_text(yaml.safe_dump(data, sort_keys=False))
+    texts = {role: yaml.safe_dump(data, sort_keys=False) for role, data in contents.items()}
     site_values = oracle_site_values(settings)
-    paths["fworker"].write_text(
-        render_slurm_template(
-            "my_fworker.yaml",
-            WORKER_NAME=name or settings.fworker_name,
-            CATEGORY=category or settings.fworker_category,
-            WORKER_ENV=worker_env(site_values),
-        )
+    texts["fworker"] = render_slurm_template(
+        "my_fworker.yaml",
+        WORKER_NAME=name or settings.fworker_name,
+        CATEGORY=category or settings.fworker_category,
+        WORKER_ENV=worker_env(site_values),
     )
     queue = queue or QueueSettings()
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)
     python_bin = Path(sys.executable).parent
-    paths["qadapter"].write_text(
-        render_slurm_template(
-            "my_qadapter.yaml",
-            RLAUNCH=python_bin / "rlaunch",
-            FW_CONFIG_DIR=folder,
-            ROCKET_MODE=queue.rocket_mode,
-            NODES=queue.nodes,
-            NTASKS=queue.ntasks,
-            CPUS_PER_TASK=queue.cpus_per_task,
-            WALLTIME=queue.walltime,
-            QUEUE=queue.queue,
-            ACCOUNT=queue.account,
-            QOS=queue.qos,
-            GRES=None,
-            MEM=None,
-            JOB_NAME=queue.job_name,
-            LOGDIR=logs,
-            PYTHON_BIN_DIR=python_bin,
-            JOBFLOW_CONFIG_FILE=paths["jobflow"],
-            HULLHUNTER_HOME=settings.home,
-            WORKER_EXPORTS=worker_exports(site_values, indent="  "),
-        )
+    texts["qadapter"] = render_slurm_template(
+        "my_qadapter.yaml",
+        RLAUNCH=python_bin / "rlaunch",
+        FW_CONFIG_DIR=folder,
+        ROCKET_MODE=queue.rocket_mode,
+        NODES=queue.nodes,
+        NTASKS=queue.ntasks,
+        CPUS_PER_TASK=queue.cpus_per_task,
+        WALLTIME=queue.walltime,
+        QUEUE=queue.queue,
+        ACCOUNT=queue.account,
+        QOS=queue.qos,
+        GRES=None,
+        MEM=None,
+        JOB_NAME=queue.job_name,
+        LOGDIR=logs,
+        PYTHON_BIN_DIR=python_bin,
+        JOBFLOW_CONFIG_FILE=paths["jobflow"],
+        HULLHUNTER_HOME=settings.home,
+        WORKER_EXPORTS=worker_exports(site_values, indent="  "),
     )
+    for role, text in texts.items():
+        if keep_site and paths[role].is_file():
+            if role == "fw_config":
+                _add_missing_keys(paths[role], contents[role])
+            if not _names_another_database(paths[role], role, contents):
+                continue
+        write_private(paths[role], text)
     return paths
+
+
+def _add_missing_keys(path: Path, ours: dict) -> None:
+    """Give an existing FW_config.yaml the keys hullhunter relies on (ping interval, lock
+    expiry) that it lacks, keeping every value already there."""
+    try:
+        written = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        written = {}
+    merged = {**ours, **written}
+    if merged != written:
+        write_private(path, yaml.safe_dump(merged, sort_keys=False))
+
+
+def _names_another_database(path: Path, role: str, contents: dict) -> bool:
+    """True when a launchpad/jobflow file points at another URI than the one in force."""
+    if role not in ("launchpad", "jobflow"):
+        return False
+    try:
+        written = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return True
+    if role == "launchpad":
+        return written.get("host") != contents["launchpad"]["host"]
+    stores = (written.get("JOB_STORE") or {}).get("docs_store") or {}
+    return stores.get("uri") != contents["jobflow"]["JOB_STORE"]["docs_store"]["uri"]
 
 
 def get_launchpad(settings: Settings | None = None) -> LaunchPad:

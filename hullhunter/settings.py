@@ -7,7 +7,10 @@ The YAML file is ``$HULLHUNTER_CONFIG`` when set, else ``$HULLHUNTER_HOME/config
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,17 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "HULLHUNTER_"
+# variables of the same prefix read by other tools: the test VASP emulator, slurm/local-cluster
+OTHER_VARIABLES = ("HULLHUNTER_VASP_EMULATOR_", "HULLHUNTER_SLURM_", "HULLHUNTER_CONFIG")
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
 
 class SettingsError(ValueError):
     """A setting has a value hullhunter cannot use."""
+
+
+class SettingsWarning(UserWarning):
+    """A ``HULLHUNTER_*`` variable that no setting reads (a misspelling, most likely)."""
 
 
 def hullhunter_home() -> Path:
@@ -33,9 +43,17 @@ def hullhunter_home() -> Path:
 
 
 def config_file() -> Path:
-    """The YAML settings file in force (it need not exist)."""
+    """The YAML settings file in force; the default one need not exist, a named one must."""
     explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
-    return Path(explicit).expanduser() if explicit else hullhunter_home() / "config.yaml"
+    if not explicit:
+        return hullhunter_home() / "config.yaml"
+    path = Path(explicit).expanduser()
+    if not path.is_file():
+        raise SettingsError(
+            f"HULLHUNTER_CONFIG names {path}, which is not a file: fix the path, or unset "
+            f"HULLHUNTER_CONFIG to use {hullhunter_home() / 'config.yaml'}"
+        )
+    return path
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -54,7 +72,9 @@ class _YamlSource(PydanticBaseSettingsSource):
         try:
             data = yaml.safe_load(self.path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise SettingsError(f"{self.path}: not valid YAML ({exc})") from exc
+            raise SettingsError(f"{self.path}: not valid YAML ({_one_line(exc)})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"{self.path}: cannot be read ({exc})") from None
         if not isinstance(data, dict):
             raise SettingsError(f"{self.path}: expected a mapping of setting: value")
         return data
@@ -86,6 +106,13 @@ class Settings(BaseSettings):
         None, ge=1, description="torch CPU threads in jobs (None: torch's default)"
     )
 
+    @field_validator("device")
+    @classmethod
+    def _torch_device(cls, value: str) -> str:
+        if not DEVICE.match(value):
+            raise ValueError("expected a torch device: cpu, cuda, cuda:N or mps")
+        return value
+
     @field_validator("db_uri")
     @classmethod
     def _uri_scheme(cls, value: str | None) -> str | None:
@@ -116,7 +143,9 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings, turning pydantic's report into one line per bad key."""
+    """Build the settings, turning pydantic's report into one line per bad key; warn about
+    ``HULLHUNTER_*`` variables that no setting reads."""
+    _warn_unknown_variables()
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -126,6 +155,29 @@ def load_settings(**overrides: Any) -> Settings:
             origin = _origin_of(key)
             problems.append(f"setting '{key}' ({origin}): {error['msg']}")
         raise SettingsError("; ".join(problems)) from None
+
+
+def _warn_unknown_variables() -> None:
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    for variable in sorted(os.environ):
+        if not variable.startswith(ENV_PREFIX) or variable in known:
+            continue
+        if variable.startswith(OTHER_VARIABLES):
+            continue
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        hint = f": did you mean {close[0]}?" if close else ""
+        warnings.warn(
+            f"environment variable {variable} is not a hullhunter setting{hint}",
+            SettingsWarning,
+            stacklevel=3,
+        )
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    """A YAML error as 'line N: problem' (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}: {problem}" if mark is not None else problem
 
 
 def _origin_of(key: str) -> str:

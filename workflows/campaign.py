@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections import Counter
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
@@ -16,21 +17,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import fireworks.core.rocket
 import jobflow
+import psutil
 from fireworks import FWorker, LaunchPad
 from fireworks.core.rocket_launcher import launch_rocket
 
 from hullhunter.campaign_config import CampaignConfig
 from hullhunter.db import connect
 from hullhunter.documents import Campaign, Candidate, Round, ensure_indexes
-from hullhunter.fireworks_config import get_job_store, get_launchpad
+from hullhunter.fireworks_config import LOST_AFTER_S, PING_TIME_S, get_job_store, get_launchpad
 from hullhunter.settings import get_settings
-from hullhunter.workflows.jobs import stop_reason, submit_round
+from hullhunter.workflows.jobs import repair_submissions, stop_reason, submit_round
 from hullhunter.workflows.round.records import SEED_ROUND
 from hullhunter.workflows.round.retrain import campaign_prior, model_config
 
-LOST_AFTER_S = 4 * 3600  # FireWorks pings hourly; its own default expiration
 WORKER_LOG = "worker.log"
+LOCAL_WORKER = "hullhunter-local"
 
 
 def submit_campaign(config: CampaignConfig) -> tuple[bool, str]:
@@ -46,6 +49,13 @@ def submit_campaign(config: CampaignConfig) -> tuple[bool, str]:
                 f"campaign '{config.name}' exists with a different configuration: "
                 "give the new one another name, or cancel the old one first"
             )
+        if existing.status != "cancelled":
+            repaired = repair_submissions(config.name)
+            if repaired:
+                return True, (
+                    f"campaign '{config.name}': round(s) {repaired} submitted again "
+                    "(their submission had been interrupted)"
+                )
         return False, f"campaign '{config.name}' was already submitted: nothing added"
     Campaign(name=config.name, config=document, status="running").save()
     submit_round(config.name, SEED_ROUND)
@@ -81,10 +91,12 @@ def pause(name: str) -> int:
     return count
 
 
-def resume(name: str) -> int:
-    """Resume paused jobs; submit the next round if the campaign stopped between rounds.
+def resume(name: str) -> tuple[int, list[int]]:
+    """Resume paused jobs; submit the next round if the campaign stopped between rounds,
+    and any round whose submission a crash interrupted.
 
-    Returns how many jobs were resumed (FireWorks has no resume for whole workflows).
+    Returns how many jobs were resumed (FireWorks has no resume for whole workflows) and
+    the rounds submitted.
     """
     campaign = _campaign(name)
     launchpad = get_launchpad()
@@ -94,12 +106,14 @@ def resume(name: str) -> int:
     for fw_id in paused:
         launchpad.resume_fw(fw_id)
     campaign.update(set__status="running", set__updated_at=datetime.now(UTC))
+    submitted = repair_submissions(name)
     last = Round.objects(campaign=name).order_by("-number").first()
     if last is not None and last.status == "completed":
         config = CampaignConfig.model_validate(campaign.config)
-        if stop_reason(name, last.number, config) is None:
-            submit_round(name, last.number + 1)
-    return len(paused)
+        going_on = stop_reason(name, last.number, config) is None
+        if going_on and submit_round(name, last.number + 1) is not None:
+            submitted.append(last.number + 1)
+    return len(paused), submitted
 
 
 def cancel(name: str) -> int:
@@ -113,12 +127,36 @@ def cancel(name: str) -> int:
 
 
 def lost_jobs(name: str, expiration_s: int = LOST_AFTER_S, rerun: bool = False) -> list[int]:
-    """RUNNING fireworks of the campaign whose worker stopped pinging (killed by walltime,
-    node loss); with ``rerun`` they go back to READY. The batch they ran skips what finished."""
-    _, lost_fw_ids, _ = get_launchpad().detect_lostruns(
-        expiration_secs=expiration_s, rerun=rerun, query={"spec.hullhunter_campaign": name}
+    """RUNNING fireworks of the campaign whose worker is gone: it stopped pinging (walltime,
+    node loss), or it was a ``campaign run`` on this host whose process has died. With
+    ``rerun`` they go back to READY; the batch they ran skips what finished."""
+    launchpad = get_launchpad()
+    query = {"spec.hullhunter_campaign": name}
+    _, lost, _ = launchpad.detect_lostruns(expiration_secs=expiration_s, rerun=rerun, query=query)
+    dead = _dead_local_launches(launchpad)
+    if dead:  # FireWorks' own rerun path, for launches known dead before their pings expire
+        _, more, _ = launchpad.detect_lostruns(
+            expiration_secs=0, rerun=rerun, query=query, launch_query={"launch_id": {"$in": dead}}
+        )
+        lost = [*lost, *more]
+    return sorted(set(lost))
+
+
+def _dead_local_launches(launchpad: LaunchPad) -> list[int]:
+    """RUNNING launches of :func:`run_local` workers of this host whose process is gone."""
+    running = launchpad.launches.find(
+        {
+            "state": "RUNNING",
+            "fworker.name": LOCAL_WORKER,
+            "fworker.env.host": socket.gethostname(),
+        },
+        {"launch_id": 1, "fworker.env.pid": 1},
     )
-    return sorted(lost_fw_ids)
+    return [
+        launch["launch_id"]
+        for launch in running
+        if not psutil.pid_exists(launch["fworker"]["env"].get("pid", 0))
+    ]
 
 
 def status(name: str) -> dict[str, Any]:
@@ -178,8 +216,13 @@ def run_local(
     jobflow.SETTINGS.JOB_STORE = get_job_store()
     categories = sorted({config.workers.cpu_category, config.workers.gpu_category or "cpu"})
     worker = FWorker(
-        name="hullhunter-local", category=categories, query={"spec.hullhunter_campaign": name}
+        name=LOCAL_WORKER,
+        category=categories,
+        query={"spec.hullhunter_campaign": name},
+        env={"host": socket.gethostname(), "pid": os.getpid()},  # a dead run is found at once
     )
+    # rocket.py copied FireWorks' hourly default at import; rlaunch reads FW_config.yaml
+    fireworks.core.rocket.PING_TIME_SECS = PING_TIME_S
     run_dir = get_settings().runs_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
     start_dir = Path.cwd()

@@ -10,9 +10,12 @@ a firework, and read the campaign's configuration once.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter
 from datetime import UTC, datetime
 
+import psutil
 from jobflow import Flow, Job, Response, job
 from jobflow.managers.fireworks import flow_to_workflow
 
@@ -23,7 +26,7 @@ from hullhunter.fireworks_config import get_launchpad
 from hullhunter.settings import get_settings
 from hullhunter.workflows.oracles.registry import OracleContext
 from hullhunter.workflows.round import generate, hull, relax, retrain, screen
-from hullhunter.workflows.round.records import load_campaign
+from hullhunter.workflows.round.records import SEED_ROUND, load_campaign
 from hullhunter.workflows.schemas import (
     AdvanceOutput,
     GenerateOutput,
@@ -217,18 +220,97 @@ def round_flow(name: str, round_number: int, config: CampaignConfig) -> Flow:
     return Flow([generated, screened], name=f"{name} round {round_number}")
 
 
+SUBMIT_LEASE_S = 120  # a submitter on another host that has not added its workflow by then died
+
+
 def submit_round(name: str, round_number: int) -> int | None:
-    """Add one round's workflow to the LaunchPad, once: a second call adds nothing."""
+    """Add one round's workflow to the LaunchPad, once; the root fw_id, or None if nothing
+    was added.
+
+    The round's marker (status ``submitted``, who submits, since when) is written first, so
+    two processes never both add the round; a marker whose submitter died before its
+    workflow existed is taken over (:func:`_finish_submission`), so a crash in between
+    cannot strand the campaign.
+    """
     previous = Round.objects(campaign=name, number=round_number).modify(
-        upsert=True, new=False, set_on_insert__status="submitted"
+        upsert=True,
+        new=False,
+        set_on_insert__status="submitted",
+        set_on_insert__submitter=_submitter(),
+        set_on_insert__submitted_at=datetime.now(UTC),
     )
     if previous is not None:
-        return None
+        return _finish_submission(name, previous)
+    return _add_round_workflow(name, round_number)
+
+
+def repair_submissions(name: str) -> list[int]:
+    """Submit what a crash left unsubmitted: the seed round of a campaign stored without one,
+    and any round marked submitted whose workflow was never added. Returns those rounds."""
+    rounds = list(Round.objects(campaign=name).order_by("number"))
+    if not rounds:
+        return [SEED_ROUND] if submit_round(name, SEED_ROUND) is not None else []
+    return [
+        marker.number
+        for marker in rounds
+        if marker.status == "submitted" and _finish_submission(name, marker) is not None
+    ]
+
+
+def _submitter() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _workflow_name(name: str, round_number: int) -> str:
+    return f"{name} round {round_number}"  # campaign names have no spaces: unambiguous
+
+
+def _add_round_workflow(name: str, round_number: int) -> int:
     _, config = load_campaign(name)
     workflow = flow_to_workflow(round_flow(name, round_number, config))
-    id_map = get_launchpad().add_wf(workflow)
-    root = min(id_map.values())
-    Campaign.objects(name=name).update_one(
-        push__workflow_ids=root, set__updated_at=datetime.now(UTC)
-    )
+    root = min(get_launchpad().add_wf(workflow).values())
+    _record_workflow(name, round_number, root)
     return root
+
+
+def _record_workflow(name: str, round_number: int, root: int) -> None:
+    Round.objects(campaign=name, number=round_number).update_one(set__workflow_id=root)
+    Campaign.objects(name=name).update_one(
+        add_to_set__workflow_ids=root, set__updated_at=datetime.now(UTC)
+    )
+
+
+def _finish_submission(name: str, marker: Round) -> int | None:
+    """Add the workflow of a round whose submitter died before adding it; None when the
+    workflow exists (recorded if it was not) or a live process is still adding it."""
+    if marker.status != "submitted" or marker.workflow_id is not None:
+        return None
+    added = get_launchpad().workflows.find_one(
+        {"name": _workflow_name(name, marker.number)}, {"nodes": 1}
+    )
+    if added is not None:  # the submitter died after add_wf, before recording it
+        _record_workflow(name, marker.number, min(added["nodes"]))
+        return None
+    if not _submitter_gone(marker):
+        return None
+    claimed = Round.objects(
+        campaign=name, number=marker.number, status="submitted", submitter=marker.submitter
+    ).modify(set__submitter=_submitter(), set__submitted_at=datetime.now(UTC))
+    if claimed is None:  # another process took the submission over first
+        return None
+    return _add_round_workflow(name, marker.number)
+
+
+def _submitter_gone(marker: Round) -> bool:
+    """True when the process that marked the round cannot be adding its workflow any more."""
+    host, _, pid = (marker.submitter or "").rpartition(":")
+    if not pid.isdigit():
+        return True  # a marker from before submitters were recorded
+    if host == socket.gethostname():
+        return int(pid) == os.getpid() or not psutil.pid_exists(int(pid))
+    since = marker.submitted_at
+    if since is None:
+        return True
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - since).total_seconds() > SUBMIT_LEASE_S

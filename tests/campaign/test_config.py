@@ -3,6 +3,7 @@
 import pytest
 
 from hullhunter.campaign_config import CampaignConfigError, load_config, parse_config
+from hullhunter.generators.registry import GENERATORS
 
 MINIMAL = {"name": "tiny", "chemical_space": {"systems": ["O-Li", "Na-Cl"]}}
 
@@ -48,9 +49,29 @@ def test_chemical_space_membership():
         ({**MINIMAL, "generators": {"sapz": {}}}, r"generators: unknown generator 'sapz'"),
         ({**MINIMAL, "generators": {"saps": {"mode": "all"}}}, r"generators\.saps\.mode"),
         ({**MINIMAL, "generators": {"compositional": {}}}, r"top-level 'compositional:'"),
+        ({**MINIMAL, "budget": {"rounds": True}}, r"budget\.rounds: Input should be a valid int"),
+        ({**MINIMAL, "budget": {"max_oracle_calls": 1.0}}, r"budget\.max_oracle_calls: .*int"),
+        ({**MINIMAL, "oracle": {"batch_size": "3"}}, r"oracle\.batch_size: .*integer"),
+        ({**MINIMAL, "generators": {"saps": {"limit": 2.5}}}, r"generators\.saps\.limit"),
+        (
+            {**MINIMAL, "screening": {"max_decomposition_energy": -100}},
+            r"screening\.max_decomposition_energy: Input should be greater than or equal to -1",
+        ),
+        (
+            {**MINIMAL, "generators": {g: {"limit": 0} for g in ("substitution", "saps")}}
+            | {"screening": {"top_k": 1}},
+            None,
+        ),
+        (
+            {**MINIMAL, "generators": {g: {"limit": 0} for g in GENERATORS}},
+            r"^campaign file: generators: every generator is disabled or has limit 0",
+        ),
     ],
 )
 def test_bad_campaign_files_name_the_key(data, message):
+    if message is None:  # the control: one generator still working is enough
+        assert parse_config(data).generators["prototypes"].limit > 0
+        return
     with pytest.raises(CampaignConfigError, match=message):
         parse_config(data)
 
@@ -59,9 +80,41 @@ def test_load_config_errors_name_the_file(tmp_path):
     with pytest.raises(CampaignConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
     broken = tmp_path / "broken.yaml"
-    broken.write_text("name: [unclosed\n")
-    with pytest.raises(CampaignConfigError, match=r"broken\.yaml: not valid YAML"):
+    broken.write_text("name: x\nchemical_space: {systems: [Li-O]}\nseeds: [unclosed\n")
+    with pytest.raises(CampaignConfigError, match=r"broken\.yaml:\d+: not valid YAML: ") as info:
         load_config(broken)
+    assert "\n" not in str(info.value)
+
+
+def test_duplicate_keys_and_undecodable_files_are_refused(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("name: a\nchemical_space:\n  systems: [Li-O]\nname: b\n")
+    with pytest.raises(
+        CampaignConfigError, match=r"twice\.yaml:4: not valid YAML: duplicate key 'name'$"
+    ):
+        load_config(twice)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("name: a\nchemical_space:\n  systems: [Li-O]\n  systems: [Na-Cl]\n")
+    with pytest.raises(CampaignConfigError, match=r"nested\.yaml:4: .*duplicate key 'systems'"):
+        load_config(nested)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(CampaignConfigError, match=r"latin\.yaml: not UTF-8 text \(byte 9\)"):
+        load_config(latin)
+
+
+def test_seeds_source_must_exist_and_is_made_absolute(tmp_path):
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text("name: s\nchemical_space: {systems: [Li-O]}\nseeds: {source: cifs}\n")
+    with pytest.raises(CampaignConfigError, match=r"seeds\.source: .*cifs does not exist"):
+        load_config(campaign)
+    (tmp_path / "cifs").mkdir()
+    assert load_config(campaign).seeds.source == str(tmp_path / "cifs")
+    campaign.write_text(
+        "name: s\nchemical_space: {systems: [Li-O]}\nseeds: {source: /nonexistent/dir}\n"
+    )
+    with pytest.raises(CampaignConfigError, match="/nonexistent/dir does not exist"):
+        load_config(campaign)
 
 
 def test_shipped_examples_are_valid():

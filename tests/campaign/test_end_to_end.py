@@ -38,12 +38,25 @@ TINY = {
 }
 
 
-def tiny_campaign(tmp_path, name: str, rounds: int, **screening) -> str:
+def tiny_campaign(tmp_path, name: str, rounds: int, **sections) -> str:
     path = tmp_path / f"{name}.yaml"
-    config = {"name": name, **TINY, "budget": {"rounds": rounds}}
-    config["screening"] = {**TINY["screening"], **screening}
-    path.write_text(yaml.safe_dump(config))
+    data = {"name": name, **TINY, "budget": {"rounds": rounds}, **sections}
+    path.write_text(yaml.safe_dump(data))
     return str(path)
+
+
+def wait_mid_batch(name: str, process: subprocess.Popen, timeout_s: float = 300) -> set[str]:
+    """Wait until a relaxation batch has finished some candidates, not all; return those it
+    finished (empty when the process ended first)."""
+    before = set(Calculation.objects(campaign=name).distinct("candidate_id"))
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        if Candidate.objects(campaign=name, status="relaxing").count():
+            finished = set(Calculation.objects(campaign=name).distinct("candidate_id")) - before
+            if finished:
+                return finished
+        time.sleep(0.02)
+    return set()
 
 
 @pytest.fixture
@@ -76,7 +89,9 @@ def rlaunch(env: dict, cwd, *args: str) -> subprocess.CompletedProcess:
 
 def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
     # shards of 8: the round's pool is scored by several jobs, then selected by one
-    campaign_file = tiny_campaign(tmp_path, "e2e", rounds=1, shard_size=8)
+    campaign_file = tiny_campaign(
+        tmp_path, "e2e", rounds=1, screening={**TINY["screening"], "shard_size": 8}
+    )
     hullhunter("campaign", "submit", campaign_file, env=worker_env)
     again = hullhunter("campaign", "submit", campaign_file, env=worker_env)
     assert "already submitted" in again.stdout
@@ -181,34 +196,31 @@ def assert_exports_and_readme_examples(env: dict, tmp_path, n_materials: int) ->
 def test_killed_worker_rerun_skips_finished_candidates(worker_env, tmp_path):
     campaign_file = tiny_campaign(tmp_path, "lost", rounds=1)
     hullhunter("campaign", "submit", campaign_file, env=worker_env)
-    # run jobs one at a time until a relaxation batch is under way, then kill that worker
-    # inside the oracle (a kill inside FireWorks' own bookkeeping is what the workflow lock
-    # expiry in FW_config.yaml is for, after minutes)
+    # run jobs one at a time until a relaxation batch has finished one candidate but not all,
+    # then kill that worker inside the oracle (a kill inside FireWorks' own bookkeeping is
+    # what the workflow lock expiry in FW_config.yaml is for, after minutes)
     worker = None
     for _ in range(10):
         worker = subprocess.Popen(
             ["rlaunch", "singleshot"], env=worker_env, cwd=tmp_path,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 300
-        while worker.poll() is None and time.monotonic() < deadline:
-            if Candidate.objects(campaign="lost", status="relaxing").count():
-                break
-            time.sleep(0.05)
-        if worker.poll() is None:
+        in_batch = wait_mid_batch("lost", worker)
+        if in_batch:
             break
-    assert worker is not None and worker.poll() is None, "no relaxation batch started"
+        worker.wait()
+    assert worker is not None and worker.poll() is None, "no relaxation batch caught mid-way"
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     finished_before = {c.candidate_id: c.created_at for c in Calculation.objects(campaign="lost")}
     assert Candidate.objects(campaign="lost", status="relaxing").count()  # killed mid-batch
+    assert in_batch <= set(finished_before)  # after some of its candidates had finished
 
     time.sleep(2)
-    lost = subprocess.run(
-        ["lpad", "detect_lostruns", "--time", "1", "--rerun"],
-        capture_output=True, text=True, env=worker_env, cwd=tmp_path,
-    )  # fmt: skip
-    assert lost.returncode == 0, lost.stderr
+    status = hullhunter("campaign", "status", "lost", env=worker_env).stdout
+    assert "hullhunter campaign rerun-lost lost" not in status  # it pinged 2 s ago: not lost
+    rerun = hullhunter("campaign", "rerun-lost", "lost", "--expiration", "1", env=worker_env)
+    assert "1 lost job(s) of lost set to rerun" in rerun.stdout
     launched = rlaunch(worker_env, tmp_path, "rapidfire", "--nlaunches", "0")
     assert launched.returncode == 0, launched.stderr[-2000:]
 
@@ -219,6 +231,78 @@ def test_killed_worker_rerun_skips_finished_candidates(worker_env, tmp_path):
         )
     relaxed = Candidate.objects(campaign="lost", status__in=["relaxed", "failed"]).count()
     assert Calculation.objects(campaign="lost").count() == relaxed
+
+
+def test_killed_local_run_is_detected_and_resumed(worker_env, tmp_path):
+    campaign_file = tiny_campaign(tmp_path, "local", rounds=1)
+    command = [sys.executable, "-m", "hullhunter", "campaign", "run", campaign_file]
+    report = ["--report", str(tmp_path / "report")]
+    run = subprocess.Popen(
+        [*command, *report], env=worker_env, cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    in_batch = wait_mid_batch("local", run)
+    assert in_batch, "the run ended before a batch was caught mid-way"
+    run.send_signal(signal.SIGTERM)
+    run.wait()
+    finished_before = {c.candidate_id: c.created_at for c in Calculation.objects(campaign="local")}
+    assert in_batch <= set(finished_before)
+
+    again = subprocess.run(command, capture_output=True, text=True, env=worker_env, cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stderr.count("\n") == 1
+    assert "RUNNING in a worker that died" in again.stderr and "--rerun-lost" in again.stderr
+    assert not (tmp_path / "reports").exists()
+    status = hullhunter("campaign", "status", "local", env=worker_env).stdout
+    assert "whose worker died" in status and "campaign rerun-lost local" in status
+
+    hullhunter(*command[3:], *report, "--rerun-lost", env=worker_env)
+    assert Campaign.objects.get(name="local").status == "completed"
+    assert (tmp_path / "report" / "summary.md").is_file()
+    for candidate_id, created_at in finished_before.items():
+        assert Calculation.objects.get(campaign="local", candidate_id=candidate_id).created_at == (
+            created_at
+        )
+    relaxed = Candidate.objects(campaign="local", status__in=["relaxed", "failed"]).count()
+    assert Calculation.objects(campaign="local").count() == relaxed
+
+
+def test_two_workers_never_relax_the_same_candidate(worker_env, tmp_path):
+    oracle = {**TINY["oracle"], "batch_size": 1}  # many small batches for two workers to share
+    campaign_file = tiny_campaign(tmp_path, "pair", rounds=1, oracle=oracle)
+    hullhunter("campaign", "submit", campaign_file, env=worker_env)
+    folders = [tmp_path / "worker-a", tmp_path / "worker-b"]
+    workers = []
+    for folder in folders:
+        folder.mkdir()
+        workers.append(
+            subprocess.Popen(
+                ["rlaunch", "rapidfire", "--nlaunches", "0", "--sleep", "1"],
+                env=worker_env,
+                cwd=folder,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for worker in workers:
+        _, err = worker.communicate(timeout=900)
+        assert worker.returncode == 0, err[-2000:]
+
+    assert Campaign.objects.get(name="pair").status == "completed"
+    launchpad = get_launchpad()
+    launches = list(launchpad.launches.find({}, {"fw_id": 1, "launch_dir": 1}))
+    fw_ids = [launch["fw_id"] for launch in launches]
+    assert len(fw_ids) == len(set(fw_ids))  # no job ran twice
+    used = {
+        folder for folder in folders for launch in launches if str(folder) in launch["launch_dir"]
+    }
+    assert used == set(folders)  # both workers took jobs
+    relaxed = Candidate.objects(campaign="pair", status__in=["relaxed", "failed"]).count()
+    assert Calculation.objects(campaign="pair").count() == relaxed > 4
+    # every relaxation stores its trajectory once: two for one candidate would be a double run
+    files = launchpad.db["trajectories.files"].count_documents({"filename": {"$regex": "^pair-"}})
+    assert files == Calculation.objects(campaign="pair", n_frames__gt=0).count() > 0
 
 
 def test_pause_resume_cancel_act_on_the_launchpad(worker_env, tmp_path):

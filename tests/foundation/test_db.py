@@ -119,3 +119,39 @@ def test_candidate_roundtrips_structure(database):
         generator="substitution",
     ).save()
     assert Candidate.objects.get(candidate_id="hh-1").get_structure() == structure
+
+
+def test_every_client_authenticates_on_the_embedded_server(tmp_path, monkeypatch):
+    """No URI configured: mongoengine, plain pymongo (the README's analyst examples),
+    FireWorks and jobflow all reach the authenticated embedded server."""
+    import mongoengine
+    from fireworks import Firework, ScriptTask
+    from pymongo import MongoClient
+
+    from hullhunter.db import connect, server_uri
+    from hullhunter.documents import Campaign
+    from hullhunter.fireworks_config import get_job_store, get_launchpad
+    from hullhunter.server import LocalServer
+    from hullhunter.settings import get_settings
+
+    monkeypatch.setenv("HULLHUNTER_HOME", str(tmp_path))
+    monkeypatch.delenv("HULLHUNTER_DB_URI", raising=False)
+    get_settings.cache_clear()
+    try:
+        connect()
+        Campaign(name="embedded", config={"name": "embedded"}).save()
+        uri = server_uri()
+        assert "hullhunter:" in uri and "authSource=admin" in uri
+        assert MongoClient(uri)["hullhunter"].campaigns.count_documents({}) == 1
+        launchpad = get_launchpad()
+        launchpad.add_wf(Firework(ScriptTask.from_str("echo hi"), name="hello"))
+        assert launchpad.get_fw_ids() == [1]
+        store = get_job_store()
+        store.connect()
+        store.update({"uuid": "u1", "index": 1, "output": 42}, key=["uuid", "index"])
+        assert store.query_one({"uuid": "u1"})["output"] == 42
+        store.close()
+    finally:
+        mongoengine.disconnect(alias="default")
+        LocalServer(get_settings().local_db_dir).stop()
+        get_settings.cache_clear()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hullhunter.settings import SettingsError, load_settings
+from hullhunter.settings import SettingsError, SettingsWarning, load_settings
 
 
 @pytest.fixture
@@ -60,3 +60,36 @@ def test_yaml_that_is_not_a_mapping(home):
     (home / "config.yaml").write_text("- just\n- a list\n")
     with pytest.raises(SettingsError, match="expected a mapping"):
         load_settings()
+
+
+def test_misspelt_variable_warns_with_the_closest_name(home, monkeypatch):
+    monkeypatch.setenv("HULLHUNTER_DB_URL", "mongodb://x/")
+    monkeypatch.setenv("HULLHUNTER_VASP_EMULATOR_DELAY", "1")  # the test emulator's: no warning
+    with pytest.warns(SettingsWarning) as caught:
+        load_settings()
+    assert [str(w.message) for w in caught] == [
+        "environment variable HULLHUNTER_DB_URL is not a hullhunter setting: "
+        "did you mean HULLHUNTER_DB_URI?"
+    ]
+
+
+def test_named_config_file_must_exist(home, monkeypatch):
+    monkeypatch.setenv("HULLHUNTER_CONFIG", str(home / "sites.yaml"))
+    with pytest.raises(SettingsError, match=r"HULLHUNTER_CONFIG names .*sites\.yaml.*not a file"):
+        load_settings()
+
+
+def test_device_is_validated(home, monkeypatch):
+    for good in ("cpu", "cuda", "cuda:1", "mps"):
+        monkeypatch.setenv("HULLHUNTER_DEVICE", good)
+        assert load_settings().device == good
+    monkeypatch.setenv("HULLHUNTER_DEVICE", "banana")
+    with pytest.raises(SettingsError, match=r"HULLHUNTER_DEVICE.*cpu, cuda, cuda:N or mps"):
+        load_settings()
+
+
+def test_yaml_error_is_one_line_with_its_line(home):
+    (home / "config.yaml").write_text("db_name: a\ndevice: [cpu\n")
+    with pytest.raises(SettingsError, match=r"config\.yaml: not valid YAML \(line \d+: ") as info:
+        load_settings()
+    assert "\n" not in str(info.value)

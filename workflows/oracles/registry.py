@@ -36,7 +36,7 @@ class OracleContext:
 class OracleSettings(BaseModel):
     """The campaign file's ``oracle:`` section; each oracle's subclass adds its own keys."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = "chgnet"
     batch_size: int = Field(10, ge=1, description="candidates per relaxation job")
