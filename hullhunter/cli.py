@@ -235,6 +235,20 @@ def campaign_run(
     summary = write_report(config.name, folder)
     _print_status(config.name)
     console.print(f"report: {summary}")
+    _say_where_the_database_runs()
+
+
+def _say_where_the_database_runs() -> None:
+    """After a campaign run: whether the embedded MongoDB keeps running, and how to stop it."""
+    settings = get_settings()
+    if settings.db_uri:
+        return
+    info = LocalServer(settings.local_db_dir).running()
+    if info is not None:
+        console.print(
+            f"the embedded MongoDB keeps running (pid {info.pid}, {settings.local_db_dir}) so "
+            "that analysts, lpad and workers can use the results: `hullhunter db stop` stops it"
+        )
 
 
 def _cell(value: object) -> str:

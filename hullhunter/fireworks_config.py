@@ -13,6 +13,7 @@ The files hold the database password, so they and their folder are the owner's o
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import string
 import sys
@@ -34,6 +35,9 @@ OUTPUTS_COLLECTION = "outputs"
 BLOBS_COLLECTION = "outputs_blobs"
 # A running job pings the LaunchPad this often (FireWorks' default is hourly, which left a
 # killed worker's job unnoticed for 4 h); five missed pings make it lost.
+LEGACY_ECHO_TEST = "hullhunter"
+"""What earlier versions wrote as FireWorks' ECHO_TEST; FireWorks prints it before the output
+of every lpad, rlaunch and qlaunch command (which breaks ``lpad get_fws | json`` pipes)."""
 PING_TIME_S = 60
 LOST_AFTER_S = 5 * PING_TIME_S
 
@@ -153,7 +157,6 @@ def write_config(
         # that workflow for good; with KILL, the next worker takes an expired lock over.
         "fw_config": {
             "CONFIG_FILE_DIR": str(folder),
-            "ECHO_TEST": "hullhunter",
             "WFLOCK_EXPIRATION_SECS": 300,
             "WFLOCK_EXPIRATION_KILL": True,
             "PING_TIME_SECS": PING_TIME_S,
@@ -212,6 +215,8 @@ def _add_missing_keys(path: Path, ours: dict) -> None:
     except (OSError, yaml.YAMLError):
         written = {}
     merged = {**ours, **written}
+    if merged.get("ECHO_TEST") == LEGACY_ECHO_TEST:
+        del merged["ECHO_TEST"]  # hullhunter's own old value: a bare line before every output
     if merged != written:
         write_private(path, yaml.safe_dump(merged, sort_keys=False))
 
@@ -235,8 +240,14 @@ def get_launchpad(settings: Settings | None = None) -> LaunchPad:
     settings = settings or get_settings()
     launchpad = LaunchPad.from_dict(launchpad_config(server_uri(settings), settings))
     if launchpad.fw_id_assigner.find_one() is None and launchpad.fireworks.find_one() is None:
-        # a fresh database has no id counters yet; resetting an empty LaunchPad loses nothing
-        launchpad.reset("", require_password=False)
+        # a fresh database has no id counters yet; resetting an empty LaunchPad loses nothing,
+        # so its alarming "LaunchPad was RESET." line is kept quiet
+        level = launchpad.m_logger.level
+        launchpad.m_logger.setLevel(logging.WARNING)
+        try:
+            launchpad.reset("", require_password=False)
+        finally:
+            launchpad.m_logger.setLevel(level)
     return launchpad
 
 

@@ -64,7 +64,8 @@ def test_fireworks_config_drives_stock_lpad(tmp_path, mongo_uri):
         "HULLHUNTER_DB_URI": mongo_uri,
         "HULLHUNTER_DB_NAME": "hh_cli_fw",
     }
-    run(["fireworks-config", "--category", "cpu"], env)
+    configured = run(["fireworks-config", "--category", "cpu"], env)
+    assert "RESET" not in configured.stdout + configured.stderr  # a new database, set up quietly
     folder = tmp_path / "fw_config"
     launchpad = yaml.safe_load((folder / "my_launchpad.yaml").read_text())
     assert launchpad["uri_mode"] is True
@@ -79,10 +80,14 @@ def test_fireworks_config_drives_stock_lpad(tmp_path, mongo_uri):
         Firework(ScriptTask.from_str("echo hi"), name="hello", spec={"_category": "cpu"})
     )
     listed = subprocess.run(
-        ["lpad", "get_fws", "-d", "ids"], capture_output=True, text=True, env=lpad_env, cwd=tmp_path
+        ["lpad", "get_fws", "-d", "more"],
+        capture_output=True,
+        text=True,
+        env=lpad_env,
+        cwd=tmp_path,
     )
     assert listed.returncode == 0, listed.stderr
-    assert "1" in listed.stdout
+    assert json.loads(listed.stdout)["name"] == "hello"  # nothing but JSON: pipes into tools
     launched = subprocess.run(
         ["rlaunch", "singleshot"], capture_output=True, text=True, env=lpad_env, cwd=tmp_path
     )
@@ -194,3 +199,23 @@ def test_paused_server_is_reported_in_one_line_and_kept(tmp_path):
         os.kill(pid, signal.SIGCONT)
     assert "MongoDB 6.0." in run(["db", "status"], env).stdout
     assert "stopped" in run(["db", "stop"], env).stdout
+
+
+def test_campaign_run_says_the_embedded_server_keeps_running(tmp_path, monkeypatch, capsys):
+    from hullhunter import cli
+    from hullhunter.settings import get_settings
+
+    env = {"HULLHUNTER_HOME": str(tmp_path)}
+    run(["db", "start"], env)
+    monkeypatch.setenv("HULLHUNTER_HOME", str(tmp_path))
+    monkeypatch.delenv("HULLHUNTER_DB_URI", raising=False)
+    get_settings.cache_clear()
+    try:
+        cli._say_where_the_database_runs()  # how `campaign run` ends
+        said = " ".join(capsys.readouterr().out.split())
+        assert "the embedded MongoDB keeps running" in said and "hullhunter db stop" in said
+    finally:
+        run(["db", "stop"], env)
+        get_settings.cache_clear()
+    cli._say_where_the_database_runs()
+    assert capsys.readouterr().out == ""  # stopped: nothing to say
