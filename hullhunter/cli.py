@@ -135,14 +135,22 @@ def fireworks_config(
     ntasks: int = typer.Option(1, help="MPI ranks per SLURM job (VASP ranks)."),
     cpus_per_task: int = typer.Option(1, help="Cores per rank."),
     account: str | None = typer.Option(None, help="SLURM account, if the site needs one."),
+    singleshot: bool = typer.Option(
+        False, "--singleshot", help="One firework per SLURM job (default: pilot jobs)."
+    ),
 ) -> None:
-    """Write my_launchpad.yaml, my_fworker.yaml, my_qadapter.yaml and jobflow.yaml."""
+    """Write my_launchpad.yaml, my_fworker.yaml, my_qadapter.yaml and jobflow.yaml.
+
+    SLURM jobs are pilots by default: each runs fireworks back to back (rlaunch rapidfire)
+    and starts none in the last tenth of its walltime.
+    """
     from hullhunter.fireworks_config import QueueSettings, get_launchpad, write_config
 
     settings = get_settings()
     slurm = QueueSettings(
         queue=queue, walltime=walltime, nodes=nodes, ntasks=ntasks,
         cpus_per_task=cpus_per_task, account=account,
+        rocket_mode="singleshot" if singleshot else None,
     )  # fmt: skip
     paths = write_config(settings, folder=folder, category=category, name=name, queue=slurm)
     get_launchpad(settings)  # initialise the LaunchPad of a new database for lpad/qlaunch

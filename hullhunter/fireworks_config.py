@@ -93,7 +93,24 @@ class QueueSettings:
     account: str | None = None
     qos: str | None = None
     job_name: str = "hullhunter"
-    rocket_mode: str = "singleshot"
+    rocket_mode: str | None = None
+    """How the job runs fireworks; None: a pilot (:func:`pilot_rocket_mode`)."""
+
+    def rlaunch_mode(self) -> str:
+        """The rlaunch arguments of the job: ``rocket_mode``, or a pilot for the walltime."""
+        return self.rocket_mode or pilot_rocket_mode(self.walltime)
+
+
+def pilot_rocket_mode(walltime: str) -> str:
+    """A pilot job: ``rlaunch rapidfire`` runs fireworks back to back until none can come,
+    and starts none in the last tenth of the walltime (at most 10 minutes), so one allocation
+    drains many fireworks and the walltime stops none that began with time to finish."""
+    from hullhunter.workflows.oracles.vasp_custodian import parse_slurm_time  # one parser
+
+    total = parse_slurm_time(walltime)
+    if total is None:
+        raise ValueError(f"walltime {walltime!r} is not [days-]HH:MM:SS; e.g. 24:00:00")
+    return f"rapidfire --nlaunches 0 --timeout {total - min(600, total // 10)}"
 
 
 def oracle_site_values(settings: Settings) -> dict[str, str]:
@@ -180,7 +197,7 @@ def write_config(
         "my_qadapter.yaml",
         RLAUNCH=python_bin / "rlaunch",
         FW_CONFIG_DIR=folder,
-        ROCKET_MODE=queue.rocket_mode,
+        ROCKET_MODE=queue.rlaunch_mode(),
         NODES=queue.nodes,
         NTASKS=queue.ntasks,
         CPUS_PER_TASK=queue.cpus_per_task,

@@ -181,3 +181,19 @@ def test_local_cluster_state_folder_follows_the_environment(tmp_path: Path) -> N
         "slurmctld: stopped",
         "slurmd: stopped",
     ]
+
+
+def test_fireworks_config_writes_pilot_jobs_by_default(hh_settings, tmp_path: Path) -> None:
+    from hullhunter.fireworks_config import QueueSettings, write_config
+
+    pilot = write_config(hh_settings, folder=tmp_path / "pilot", queue=QueueSettings())
+    adapter = load_object(yaml.safe_load(pilot["qadapter"].read_text()))
+    words = adapter["rocket_launch"].split()
+    assert words[-5:] == ["rapidfire", "--nlaunches", "0", "--timeout", str(24 * 3600 - 600)]
+    short = QueueSettings(walltime="00:30:00")
+    assert short.rlaunch_mode() == "rapidfire --nlaunches 0 --timeout 1620"  # a tenth to spare
+    single = QueueSettings(rocket_mode="singleshot")
+    written = write_config(hh_settings, folder=tmp_path / "single", queue=single)
+    assert yaml.safe_load(written["qadapter"].read_text())["rocket_launch"].endswith("singleshot")
+    with pytest.raises(ValueError, match="walltime 'tomorrow' is not"):
+        QueueSettings(walltime="tomorrow").rlaunch_mode()
