@@ -129,7 +129,9 @@ def fireworks_config(
     folder: Path | None = typer.Option(None, "--dir", help="Where to write the files."),
     category: str | None = typer.Option(None, help="FireWorks worker category (cpu, gpu)."),
     name: str | None = typer.Option(None, help="FireWorks worker name."),
-    queue: str = typer.Option("normal", help="SLURM partition for qlaunch jobs."),
+    queue: str | None = typer.Option(
+        None, help="SLURM partition for qlaunch jobs (default: the cluster's default, sinfo)."
+    ),
     walltime: str = typer.Option("24:00:00", help="SLURM walltime, HH:MM:SS."),
     nodes: int = typer.Option(1, help="Nodes per SLURM job."),
     ntasks: int = typer.Option(1, help="MPI ranks per SLURM job (VASP ranks)."),
@@ -144,9 +146,17 @@ def fireworks_config(
     SLURM jobs are pilots by default: each runs fireworks back to back (rlaunch rapidfire)
     and starts none in the last tenth of its walltime.
     """
-    from hullhunter.fireworks_config import QueueSettings, get_launchpad, write_config
+    from hullhunter.fireworks_config import (
+        QueueSettings,
+        check_association,
+        get_launchpad,
+        site_queue,
+        write_config,
+    )
 
     settings = get_settings()
+    queue, chosen = site_queue(queue)  # checked before anything is written
+    notes = [check_association("account", account)]
     slurm = QueueSettings(
         queue=queue, walltime=walltime, nodes=nodes, ntasks=ntasks,
         cpus_per_task=cpus_per_task, account=account,
@@ -156,6 +166,9 @@ def fireworks_config(
     get_launchpad(settings)  # initialise the LaunchPad of a new database for lpad/qlaunch
     for role, path in paths.items():
         console.print(f"{role:>10}: {path}")
+    console.print(f"SLURM partition: {queue} ({chosen})", highlight=False)
+    for note in filter(None, notes):
+        console.print(f"note: {note}", highlight=False)
     console.print("\nFor lpad, rlaunch, qlaunch and jobflow in this shell:")
     console.print(f"export FW_CONFIG_FILE={paths['fw_config']}", highlight=False)
     console.print(f"export JOBFLOW_CONFIG_FILE={paths['jobflow']}", highlight=False)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import shutil
 import string
+import subprocess
 import sys
 from dataclasses import dataclass
 from importlib.resources import files
@@ -111,6 +113,61 @@ def pilot_rocket_mode(walltime: str) -> str:
     if total is None:
         raise ValueError(f"walltime {walltime!r} is not [days-]HH:MM:SS; e.g. 24:00:00")
     return f"rapidfire --nlaunches 0 --timeout {total - min(600, total // 10)}"
+
+
+def _slurm_query(*command: str) -> str | None:
+    """A SLURM client command's output, or None where it is missing or fails."""
+    if shutil.which(command[0]) is None:
+        return None
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return done.stdout
+
+
+def site_queue(given: str | None) -> tuple[str, str]:
+    """The SLURM partition for the workers' jobs and how it was chosen.
+
+    Without ``given``, the cluster's default partition (``sinfo``); a given one must be one of
+    the cluster's. Where ``sinfo`` is not available (not a SLURM login node) nothing can be
+    checked: the given partition is used as it is, or ``normal``, and the reason says so.
+    """
+    listed = _slurm_query("sinfo", "-h", "-o", "%P")
+    if listed is None:
+        if given:
+            return given, "not checked: sinfo is not available here"
+        return "normal", "sinfo is not available here; pass --queue with your site's partition"
+    names = [word.rstrip("*") for word in listed.split()]
+    default = next((word.rstrip("*") for word in listed.split() if word.endswith("*")), None)
+    if given is None:
+        if default is None:
+            raise ValueError(
+                f"this cluster has no default partition; pass --queue, one of {', '.join(names)}"
+            )
+        return default, "the cluster's default partition (sinfo)"
+    if given not in names:
+        raise ValueError(
+            f"partition {given!r} is not one of this cluster's ({', '.join(names)}, from sinfo); "
+            "pass --queue with one of them"
+        )
+    return given, "checked with sinfo"
+
+
+def check_association(kind: str, value: str | None) -> str | None:
+    """Refuse a SLURM account or QOS the accounting database does not know (one line);
+    returns a note when it cannot be checked (no accounting database), else None."""
+    if value is None:
+        return None
+    shown = _slurm_query("sacctmgr", "-n", "-P", "show", kind, value, "format=name")
+    if shown is None:
+        return f"{kind} {value!r} not checked: sacctmgr has no accounting database to ask"
+    if value not in shown.split():
+        raise ValueError(
+            f"{kind} {value!r} is not known to SLURM's accounting (sacctmgr show {kind}); "
+            f"pass --{kind} with one of yours (sacctmgr show assoc user=$USER)"
+        )
+    return None
 
 
 def oracle_site_values(settings: Settings) -> dict[str, str]:
