@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -337,11 +338,18 @@ def campaign_rerun_lost(
         None, help="Seconds without a ping before a job is lost (default 300; jobs ping each 60)."
     ),
 ) -> None:
-    """Put jobs whose worker died (walltime, node loss) back to READY; finished work is kept."""
+    """Put jobs whose worker died back to READY (SLURM jobs cancelled, timed out or lost,
+    found from squeue at once; other workers after the ping window); finished work is kept."""
     from hullhunter.fireworks_config import LOST_AFTER_S
     from hullhunter.workflows.campaign import lost_jobs
 
-    rerun = lost_jobs(name, expiration_s=expiration or LOST_AFTER_S, rerun=True)
+    expiration = expiration or LOST_AFTER_S
+    if shutil.which("squeue") is None:
+        console.print(
+            f"no SLURM here (squeue): lost jobs are those silent for {expiration} s "
+            "(the ping window) and dead `campaign run` workers of this host"
+        )
+    rerun = lost_jobs(name, expiration_s=expiration, rerun=True)
     console.print(f"{len(rerun)} lost job(s) of {name} set to rerun: {rerun}")
 
 

@@ -37,6 +37,12 @@ OUTPUTS_COLLECTION = "outputs"
 BLOBS_COLLECTION = "outputs_blobs"
 # A running job pings the LaunchPad this often (FireWorks' default is hourly, which left a
 # killed worker's job unnoticed for 4 h); five missed pings make it lost.
+SLURM_FWORKER_FILE = "my_fworker_slurm.yaml"
+SLURM_LAUNCHER = {"launcher": "slurm"}
+"""The worker file of SLURM jobs (my_qadapter.yaml runs rlaunch with it): the same worker,
+with ``launcher: slurm`` in its env, so every launch a SLURM job makes says so, and a RUNNING
+launch outside every running job is known lost at once (:func:`dead_slurm_launches`)."""
+
 LEGACY_ECHO_TEST = "hullhunter"
 """What earlier versions wrote as FireWorks' ECHO_TEST; FireWorks prints it before the output
 of every lpad, rlaunch and qlaunch command (which breaks ``lpad get_fws | json`` pipes)."""
@@ -170,6 +176,26 @@ def check_association(kind: str, value: str | None) -> str | None:
     return None
 
 
+def dead_slurm_launches(launchpad: LaunchPad, query: dict | None = None) -> list[int] | None:
+    """RUNNING launches made by SLURM jobs that are no longer running (cancelled, timed out,
+    node failure, out of memory, preempted): each launch runs inside its job's working folder,
+    so one outside every running job's folder has lost its job. None where ``squeue`` cannot
+    be asked (then only the ping window finds lost runs)."""
+    listed = _slurm_query("squeue", "-h", "-t", "R,S,ST,CF", "-o", "%Z")
+    if listed is None:
+        return None
+    alive = [Path(line) for line in listed.splitlines() if line.strip()]
+    running = launchpad.launches.find(
+        {"state": "RUNNING", "fworker.env.launcher": SLURM_LAUNCHER["launcher"], **(query or {})},
+        {"launch_id": 1, "launch_dir": 1},
+    )
+    return [
+        launch["launch_id"]
+        for launch in running
+        if not any(Path(launch.get("launch_dir") or "/").is_relative_to(job) for job in alive)
+    ]
+
+
 def oracle_site_values(settings: Settings) -> dict[str, str]:
     """This site's value of every setting a registered oracle lets workers set (vasp_cmd)."""
     from hullhunter.workflows.oracles import ORACLES  # the oracle list; heavy, so on use
@@ -221,6 +247,7 @@ def write_config(
     paths = {
         "launchpad": folder / "my_launchpad.yaml",
         "fworker": folder / "my_fworker.yaml",
+        "slurm_fworker": folder / SLURM_FWORKER_FILE,
         "fw_config": folder / "FW_config.yaml",
         "jobflow": folder / "jobflow.yaml",
         "qadapter": folder / "my_qadapter.yaml",
@@ -240,12 +267,13 @@ def write_config(
     }
     texts = {role: yaml.safe_dump(data, sort_keys=False) for role, data in contents.items()}
     site_values = oracle_site_values(settings)
-    texts["fworker"] = render_slurm_template(
-        "my_fworker.yaml",
-        WORKER_NAME=name or settings.fworker_name,
-        CATEGORY=category or settings.fworker_category,
-        WORKER_ENV=worker_env(site_values),
-    )
+    for role, env in (("fworker", site_values), ("slurm_fworker", SLURM_LAUNCHER | site_values)):
+        texts[role] = render_slurm_template(
+            "my_fworker.yaml",
+            WORKER_NAME=name or settings.fworker_name,
+            CATEGORY=category or settings.fworker_category,
+            WORKER_ENV=worker_env(env),
+        )
     queue = queue or QueueSettings()
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)

@@ -26,7 +26,13 @@ from fireworks.core.rocket_launcher import launch_rocket
 from hullhunter.campaign_config import CampaignConfig
 from hullhunter.db import connect
 from hullhunter.documents import Campaign, Candidate, Round, ensure_indexes
-from hullhunter.fireworks_config import LOST_AFTER_S, PING_TIME_S, get_job_store, get_launchpad
+from hullhunter.fireworks_config import (
+    LOST_AFTER_S,
+    PING_TIME_S,
+    dead_slurm_launches,
+    get_job_store,
+    get_launchpad,
+)
 from hullhunter.settings import get_settings
 from hullhunter.workflows.jobs import repair_submissions, stop_reason, submit_round
 from hullhunter.workflows.round.records import SEED_ROUND
@@ -127,13 +133,14 @@ def cancel(name: str) -> int:
 
 
 def lost_jobs(name: str, expiration_s: int = LOST_AFTER_S, rerun: bool = False) -> list[int]:
-    """RUNNING fireworks of the campaign whose worker is gone: it stopped pinging (walltime,
-    node loss), or it was a ``campaign run`` on this host whose process has died. With
-    ``rerun`` they go back to READY; the batch they ran skips what finished."""
+    """RUNNING fireworks of the campaign whose worker is gone: its SLURM job is no longer
+    running (``squeue``, at once), it was a ``campaign run`` on this host whose process has
+    died, or it stopped pinging (any worker, after ``expiration_s``). With ``rerun`` they go
+    back to READY; the batch they ran skips what finished."""
     launchpad = get_launchpad()
     query = {"spec.hullhunter_campaign": name}
     _, lost, _ = launchpad.detect_lostruns(expiration_secs=expiration_s, rerun=rerun, query=query)
-    dead = _dead_local_launches(launchpad)
+    dead = _dead_local_launches(launchpad) + (dead_slurm_launches(launchpad) or [])
     if dead:  # FireWorks' own rerun path, for launches known dead before their pings expire
         _, more, _ = launchpad.detect_lostruns(
             expiration_secs=0, rerun=rerun, query=query, launch_query={"launch_id": {"$in": dead}}

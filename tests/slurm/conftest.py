@@ -23,7 +23,12 @@ import pytest
 import yaml
 from fireworks import LaunchPad
 
-from hullhunter.fireworks_config import worker_env, worker_exports
+from hullhunter.fireworks_config import (
+    SLURM_FWORKER_FILE,
+    SLURM_LAUNCHER,
+    worker_env,
+    worker_exports,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SLURM_DIR = REPO_ROOT / "slurm"
@@ -132,14 +137,15 @@ def worker_setup(slurm_cluster: Path, mongo_uri: str, tmp_path: Path) -> Iterato
     # qlaunch polls the queue every 2 s instead of 5 s after each submission.
     fw_config = {"CONFIG_FILE_DIR": str(config_dir), "QUEUE_UPDATE_INTERVAL": 2}
     (config_dir / "FW_config.yaml").write_text(yaml.safe_dump(fw_config))
-    (config_dir / "my_fworker.yaml").write_text(
-        render_template(
-            "my_fworker.yaml",
-            WORKER_NAME="local-slurm",
-            CATEGORY="cpu",
-            WORKER_ENV=worker_env({"vasp_cmd": "vasp_std"}),
+    for file, env in (("my_fworker.yaml", {}), (SLURM_FWORKER_FILE, SLURM_LAUNCHER)):
+        (config_dir / file).write_text(
+            render_template(
+                "my_fworker.yaml",
+                WORKER_NAME="local-slurm",
+                CATEGORY="cpu",
+                WORKER_ENV=worker_env({**env, "vasp_cmd": "vasp_std"}),
+            )
         )
-    )
     (config_dir / "my_qadapter.yaml").write_text(
         render_template(
             "my_qadapter.yaml",

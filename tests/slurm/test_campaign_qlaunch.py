@@ -52,11 +52,9 @@ def test_campaign_through_qlaunch_on_slurm(slurm_cluster, mongo_uri, tmp_path, w
     )
     fw_dir = home / "fw_config"
     qadapter = yaml.safe_load((fw_dir / "my_qadapter.yaml").read_text())
-    # one SLURM job runs every job of the campaign, including those added while it runs
-    qadapter["rocket_launch"] = qadapter["rocket_launch"].replace(
-        "singleshot", "rapidfire --nlaunches 0"
-    )
-    (fw_dir / "my_qadapter.yaml").write_text(yaml.safe_dump(qadapter))
+    # a pilot by default: one SLURM job runs every job of the campaign, including those
+    # added while it runs
+    assert "rapidfire --nlaunches 0 --timeout 1620" in qadapter["rocket_launch"]
 
     campaign_file = tmp_path / "campaign.yaml"
     campaign_file.write_text(yaml.safe_dump(CAMPAIGN))

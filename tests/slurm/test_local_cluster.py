@@ -182,6 +182,47 @@ def test_cancelled_job_is_detected_as_lost_and_rerun(worker_setup, wait_for) -> 
     assert launch_output(launchpad, "step1", "step1.txt") == "resumed\n"
 
 
+def test_cancelled_job_is_found_from_squeue_at_once_and_a_healthy_one_left_alone(
+    worker_setup, wait_for
+) -> None:
+    launchpad = worker_setup.launchpad
+    for name in ("doomed", "healthy"):
+        spec = {"_category": "cpu", "hullhunter_campaign": "sq"}
+        launchpad.add_wf(Firework(ScriptTask.from_str("sleep 300"), spec=spec, name=name))
+    qlaunch(worker_setup, "rapidfire", "--nlaunches", "2")  # two jobs, one firework each
+    wait_for(
+        lambda: set(fw_states(launchpad).values()) == {"RUNNING"}, 90, "both fireworks RUNNING"
+    )
+    doomed_id = launchpad.get_fw_ids({"name": "doomed"})[0]
+    doomed_dir = Path(launchpad.get_fw_by_id(doomed_id).launches[-1].launch_dir)
+    listed = subprocess.run(
+        ["squeue", "-h", "-o", "%i %Z", "-n", worker_setup.job_name],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    jobs = dict(line.split(" ", 1)[::-1] for line in listed.splitlines())
+    (doomed_job,) = [job for folder, job in jobs.items() if doomed_dir.is_relative_to(folder)]
+    cancelled = time.monotonic()
+    subprocess.run(["scancel", doomed_job], check=True)
+    wait_for(lambda: doomed_job not in squeue_job_ids(worker_setup.job_name), 60, "the job to end")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HULLHUNTER_")}
+    env |= {
+        "HULLHUNTER_HOME": str(worker_setup.hullhunter_home),
+        "HULLHUNTER_DB_URI": launchpad.host,
+        "HULLHUNTER_DB_NAME": launchpad.name,
+    }
+    rerun = subprocess.run(
+        [sys.executable, "-m", "hullhunter", "campaign", "rerun-lost", "sq"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    # found from SLURM's own state long before the 5-minute ping window
+    assert f"1 lost job(s) of sq set to rerun: [{doomed_id}]" in rerun.stdout
+    assert time.monotonic() - cancelled < 120
+    assert fw_states(launchpad) == {"doomed": "READY", "healthy": "RUNNING"}
+    subprocess.run(["scancel", "-n", worker_setup.job_name], check=True)
+
+
 def submit_pilot(setup, render, rocket_mode: str, ntasks: int = 1) -> str:
     """Render slurm/worker.sbatch for this test's LaunchPad, sbatch it, return the job id."""
     script = setup.config_dir / "worker.sbatch"

@@ -92,7 +92,8 @@ def test_qadapter_renders_a_slurm_script_without_empty_options() -> None:
     assert "export FW_CONFIG_FILE=/shared/hh/fw/FW_config.yaml" in script
     assert "export HULLHUNTER_HOME=/shared/hh" in script
     assert "export HULLHUNTER_VASP_CMD='srun -n 16 vasp_std'" in script
-    assert "cd /scratch/launch_1\n/opt/venv/bin/rlaunch -c /shared/hh/fw singleshot" in script
+    rlaunch = "/opt/venv/bin/rlaunch -c /shared/hh/fw -w /shared/hh/fw/my_fworker_slurm.yaml"
+    assert f"cd /scratch/launch_1\n{rlaunch} singleshot" in script
 
 
 def test_qadapter_optional_options_appear_when_given() -> None:
