@@ -150,9 +150,11 @@ def li_ion_conductor_candidates(
     max_ion_fraction: float = MAX_ION_FRACTION,
     require_stable: bool = True,
     max_barrier_ev: float = 1.0,
+    md_top: int = 0,
+    md_settings: Any | None = None,
     progress: bool = False,
 ) -> list[ScreenRecord]:
-    """Li-ion conductor screen in stages, ranked: stability and chemistry, then BVSE barrier.
+    """Li-ion conductor screen in stages, ranked: stability and chemistry, BVSE barrier, MD.
 
     Stage 1: decomposition energy <= ``max_decomposition_energy`` (Material documents carry
     it; for plain structures pass ``decomposition_energies``, or ``require_stable=False``)
@@ -161,6 +163,11 @@ def li_ion_conductor_candidates(
     :func:`~hullhunter.workflows.conductors.bvse_barrier`, which must be at most
     ``max_barrier_ev``. Records come back ranked: passed ones by barrier (lowest first,
     ``details["rank"]`` from 1), then the rest; each carries every stage's figure and reason.
+    Stage 3, only for the ``md_top`` best-ranked: one MD conductivity run each
+    (:func:`hullhunter.workflows.md.conductivity` with ``md_settings``, default the
+    ``laptop`` profile: about 30 minutes per material on 2 CPU cores, so the compute budget
+    is ``md_top`` such runs); its status, D and sigma with their errors go into
+    ``details["md"]``.
     A material that cannot be screened (disordered, missing parameters, a failing library
     call) gets its reason and the batch goes on.
     """
@@ -190,7 +197,39 @@ def li_ion_conductor_candidates(
     ranked = sorted(records, key=order)
     for rank, record in enumerate((r for r in ranked if r.passed), start=1):
         record.details["rank"] = rank
+    if md_top > 0:
+        structures = {item.material_id: item.structure for item in items}
+        for record in [r for r in ranked if r.passed][:md_top]:
+            _md_stage(record, structures[record.material_id], mobile_ion, md_settings)
     return ranked
+
+
+def _md_stage(record: ScreenRecord, structure: Structure, mobile_ion: str, settings: Any) -> None:
+    """Stage 3: one MD conductivity run, its result and reason added to ``record``."""
+    from hullhunter.workflows.md import conductivity, md_settings  # CHGNet: import on use
+
+    result = conductivity(
+        structure, settings=settings or md_settings("laptop"), mobile_ion=mobile_ion
+    )
+    keys = (
+        "status",
+        "temperature_k",
+        "profile",
+        "diffusivity_cm2_s",
+        "diffusivity_std_dev",
+        "conductivity_ms_cm",
+        "conductivity_std_dev",
+        "msd_a2",
+        "reason",
+    )
+    record.details["md"] = {key: getattr(result, key) for key in keys}
+    if result.status == "completed":
+        outcome = f"sigma {result.conductivity_ms_cm:.3g} ± {result.conductivity_std_dev:.2g} mS/cm"
+    else:
+        outcome = f"{result.status}: {result.reason}"
+    record.reasons.append(
+        f"stage 3: MD at {result.temperature_k:.0f} K ({result.profile} profile): {outcome}"
+    )
 
 
 def _conductor_record(

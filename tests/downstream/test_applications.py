@@ -7,6 +7,7 @@ import sys
 from importlib import resources
 
 import pytest
+import torch
 from pymatgen.core import Composition, Lattice, Structure
 
 from hullhunter.documents import Material, ScreenResult, structure_dict
@@ -17,6 +18,7 @@ from hullhunter.workflows.applications import (
     run_screen,
 )
 from hullhunter.workflows.conductors import closed_shell_states
+from hullhunter.workflows.md import MDSettings
 
 
 def test_layered_flags_van_der_waals_layers_not_3d_frameworks(mos2, cdi2, nacl, srtio3):
@@ -71,6 +73,22 @@ def test_disordered_and_unparameterised_inputs_get_reasons_while_the_batch_compl
         "pymatgen's OrderDisorderedStructureTransformation"
     ]
     assert by_id["Li3P"].reasons[-1].startswith("stage 2: unscreenable: bvlain has no BVSE")
+
+
+def test_md_stage_runs_only_for_the_top_of_the_ranking(li2o, li3n):
+    """A deliberately too-short run: stage 3's verdict and reason land on the top record."""
+    torch.set_num_threads(1)
+    settings = MDSettings(
+        duration_ps=0.02, equilibration_ps=0.0, sample_every=5, min_cell_width=3.0
+    )
+    records = li_ion_conductor_candidates(
+        [li2o, li3n], ids=["Li2O", "Li3N"], require_stable=False, md_top=1, md_settings=settings
+    )
+    top, second = records
+    assert (top.material_id, second.material_id) == ("Li3N", "Li2O")
+    assert top.details["md"]["status"] == "failed"
+    assert top.reasons[-1].startswith("stage 3: MD at 1000 K (custom profile): failed: too short")
+    assert "md" not in second.details
 
 
 def test_conductor_screen_without_stability_fails_unless_waived(li2o):
