@@ -310,9 +310,6 @@ def _arrhenius_plot(
     path: Path,
 ) -> None:
     """log D vs 1000/T with error bars; the fitted line and Ea, or the refusal, as title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
