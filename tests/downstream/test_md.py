@@ -72,6 +72,7 @@ def test_too_short_a_run_records_why_not_a_conductivity(li3n):
     assert result.diffusivity_cm2_s is None
 
 
+@pytest.mark.slow
 def test_vibrating_solid_is_no_diffusion_with_its_msd():
     """Rocksalt LiF well below melting: Li rattles in its site and never hops.
 
