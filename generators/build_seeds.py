@@ -29,6 +29,7 @@ from pymatgen.core import Structure
 from rich.progress import track
 
 from hullhunter.generators.common import OXIDATION_TABLE, pymatgen_guess
+from hullhunter.generators.sanity import seed_problem
 from hullhunter.generators.seeds import SHIPPED_SEEDS, Seed, load_seeds, write_seed_file
 
 MATCALC = ("matcalc", "0.7.0")
@@ -145,7 +146,11 @@ def download(package: tuple[str, str], folder: Path, sdist: bool) -> Path:
 
 
 def build(matcalc_sdist: Path, crystal_toolkit_wheel: Path, out: Path) -> dict[str, int]:
-    """Assemble all sources into one seed file; returns the seed count per source."""
+    """Assemble all sources into one seed file; returns the seed count per source.
+
+    Every seed goes through :func:`~hullhunter.generators.sanity.seed_problem` first; those
+    that fail are left out and listed, with their reasons, under ``dropped`` in the file.
+    """
     groups = {
         "pymatgen_structures": pymatgen_structures(),
         "aflow_prototypes": aflow_prototypes(),
@@ -175,12 +180,23 @@ def build(matcalc_sdist: Path, crystal_toolkit_wheel: Path, out: Path) -> dict[s
             "license": f"BSD-3-LBNL; {MP_LICENSE}",
         },
     }
-    seeds = [seed for group in groups.values() for seed in group]
-    ids = [seed.id for seed in seeds]
+    ids = [seed.id for group in groups.values() for seed in group]
     if len(set(ids)) != len(ids):
         raise ValueError("seed ids are not unique; check the sources")
-    write_seed_file(seeds, out, sources)
-    return {name: len(group) for name, group in groups.items()}
+    dropped = []
+    for name, group in groups.items():
+        kept = []
+        for seed in group:
+            problem = seed_problem(seed.structure)
+            if problem is None:
+                kept.append(seed)
+            else:
+                dropped.append({"id": seed.id, "formula": seed.formula, "reason": problem})
+        groups[name] = kept
+    write_seed_file([seed for group in groups.values() for seed in group], out, sources, dropped)
+    counts = {name: len(group) for name, group in groups.items()}
+    counts["dropped_by_sanity_check"] = len(dropped)
+    return counts
 
 
 def write_oxidation_table(seeds: list[Seed], out: Path = OXIDATION_TABLE) -> int:
@@ -217,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         toolkit = args.crystal_toolkit_wheel or download(CRYSTAL_TOOLKIT, folder, sdist=False)
         counts = build(matcalc, toolkit, args.out)
     size_mb = args.out.stat().st_size / 1e6
-    print(f"wrote {sum(counts.values())} seeds to {args.out} ({size_mb:.1f} MB): {counts}")
+    total = sum(n for name, n in counts.items() if name != "dropped_by_sanity_check")
+    print(f"wrote {total} seeds to {args.out} ({size_mb:.1f} MB): {counts}")
     count = write_oxidation_table(load_seeds(args.out))
     print(f"wrote the oxidation states of {count} formulas to {OXIDATION_TABLE}")
 

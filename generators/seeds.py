@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,6 +22,7 @@ from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 
 from hullhunter.generators.common import validate_elements
+from hullhunter.generators.sanity import seed_problem
 
 SHIPPED_SEEDS = Path(__file__).parent / "data" / "seeds.json.gz"
 SEED_FILE_FORMAT = "hullhunter-seeds"
@@ -70,10 +72,24 @@ class Seed:
         )
 
 
-def write_seed_file(seeds: Iterable[Seed], path: Path, sources: dict[str, Any]) -> int:
-    """Write seeds as gzipped JSON with a header describing each source; returns the count."""
+def write_seed_file(
+    seeds: Iterable[Seed],
+    path: Path,
+    sources: dict[str, Any],
+    dropped: list[dict[str, str]] | None = None,
+) -> int:
+    """Write seeds as gzipped JSON with a header describing each source; returns the count.
+
+    ``dropped`` lists the seeds left out by the sanity check, each with its reason.
+    """
     records = [seed.as_dict() for seed in seeds]
-    payload = {"format": SEED_FILE_FORMAT, "version": 1, "sources": sources, "seeds": records}
+    payload = {
+        "format": SEED_FILE_FORMAT,
+        "version": 1,
+        "sources": sources,
+        "dropped": dropped or [],
+        "seeds": records,
+    }
     # mtime=0 keeps the gzip header fixed, so rebuilding gives a byte-identical file.
     with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as handle:
         handle.write(json.dumps(payload, separators=(",", ":")).encode())
@@ -86,10 +102,18 @@ def _seed_file_records(path: str) -> tuple[dict[str, Any], ...]:
     return tuple(_read_json(Path(path))["seeds"])
 
 
-def load_seeds(path: str | Path | None = None, elements: Iterable[str] | None = None) -> list[Seed]:
+def load_seeds(
+    path: str | Path | None = None,
+    elements: Iterable[str] | None = None,
+    *,
+    dropped: list[tuple[str, str]] | None = None,
+) -> list[Seed]:
     """Load seeds: the shipped file by default, or a seed file, CIF file/folder or pymatgen JSON.
 
     ``elements`` keeps only seeds whose elements are a subset of it (a campaign's space).
+    User seeds (CIF, JSON, POSCAR) go through :func:`~hullhunter.generators.sanity.seed_problem`:
+    one that fails is left out with a warning naming it and why, and ``(id, reason)`` is
+    appended to ``dropped`` when a list is given. Seed files were checked when built.
     """
     allowed = validate_elements(elements)
     path = SHIPPED_SEEDS if path is None else Path(path)
@@ -113,7 +137,18 @@ def load_seeds(path: str | Path | None = None, elements: Iterable[str] | None = 
         ]
     else:
         seeds = _read_user_file(path)
-    return [seed for seed in seeds if allowed is None or seed.elements <= allowed]
+    kept = []
+    for seed in seeds:
+        if allowed is not None and not seed.elements <= allowed:
+            continue
+        problem = seed_problem(seed.structure)
+        if problem is None:
+            kept.append(seed)
+            continue
+        warnings.warn(f"seed {seed.id} dropped: {problem}", UserWarning, stacklevel=2)
+        if dropped is not None:
+            dropped.append((seed.id, problem))
+    return kept
 
 
 def seeds_from_materials_project(

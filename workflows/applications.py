@@ -9,6 +9,7 @@ MongoDB; :func:`run_screen` runs a named screen there and can save what passed a
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,13 +22,15 @@ from pymatgen.core import Composition, Element, Structure
 from rich.progress import track
 
 from hullhunter.documents import Material, ScreenResult, chemsys_of, chemsys_subsystems
+from hullhunter.workflows.conductors import (
+    MAX_ION_FRACTION,
+    MIN_ION_FRACTION,
+    bvse_barrier,
+    chemistry_check,
+)
 
 # GNoME counts a crystal as stable when it lies on the hull within 5e-5 eV/atom.
 STABILITY_TOLERANCE = 5e-5
-# Transition metals (and rare earths) that keep one oxidation state in practice; every other
-# d- or f-block metal can change valence, which GNoME's conductor screen excludes because a
-# redox-active cation narrows the electrochemical window and gives electronic conduction.
-FIXED_VALENCE_METALS = frozenset({"Sc", "Y", "La", "Lu", "Gd", "Zr", "Hf", "Zn", "Cd"})
 
 
 class _MaterialLike(Protocol):
@@ -136,21 +139,6 @@ def layered(
     return records
 
 
-def charge_balanced_ionic(composition: Composition) -> dict[str, float] | None:
-    """Oxidation states that balance ``composition`` using only common states, with an anion.
-
-    The wide-gap proxy: without computed band gaps, a compound that is charge-balanced with
-    every element in one of its common oxidation states, and has at least one anion, is a
-    closed-shell ionic solid, which is the class with large gaps. Intermetallics (no anion)
-    and mixed-valence compounds fail. Returns the first balancing assignment or None.
-    """
-    guesses = composition.oxi_state_guesses(all_oxi_states=False, max_sites=-1)
-    for guess in guesses:
-        if any(state < 0 for state in guess.values()):
-            return dict(guess)
-    return None
-
-
 def li_ion_conductor_candidates(
     materials: Sequence[Structure | _MaterialLike],
     ids: Sequence[str] | None = None,
@@ -158,19 +146,30 @@ def li_ion_conductor_candidates(
     decomposition_energies: Sequence[float | None] | None = None,
     mobile_ion: str = "Li",
     max_decomposition_energy: float = STABILITY_TOLERANCE,
-    min_ion_fraction: float = 0.1,
-    max_ion_fraction: float = 0.7,
-    fixed_valence_metals: frozenset[str] = FIXED_VALENCE_METALS,
+    min_ion_fraction: float = MIN_ION_FRACTION,
+    max_ion_fraction: float = MAX_ION_FRACTION,
     require_stable: bool = True,
+    max_barrier_ev: float = 1.0,
+    md_top: int = 0,
+    md_settings: Any | None = None,
+    progress: bool = False,
 ) -> list[ScreenRecord]:
-    """GNoME's holistic conductor screen: stable, contains the ion, no redox metals, wide gap.
+    """Li-ion conductor screen in stages, ranked: stability and chemistry, BVSE barrier, MD.
 
-    Criteria, each recorded: (1) decomposition energy <= ``max_decomposition_energy``
-    (Material documents carry it; for plain structures pass ``decomposition_energies``);
-    (2) contains ``mobile_ion`` with atom fraction in [min_ion_fraction, max_ion_fraction] (our
-    defaults: enough carriers, but not a Li-metal-like phase); (3) no d-/f-block metal outside
-    ``fixed_valence_metals``; (4) wide-gap proxy :func:`charge_balanced_ionic`, used because
-    the campaign computes no band gaps (GNoME required a PBE gap > 1 eV).
+    Stage 1: decomposition energy <= ``max_decomposition_energy`` (Material documents carry
+    it; for plain structures pass ``decomposition_energies``, or ``require_stable=False``)
+    and :func:`~hullhunter.workflows.conductors.chemistry_check` (ordered, ion fraction in
+    [min_ion_fraction, max_ion_fraction], closed-shell ionic). Stage 2, for what passed:
+    :func:`~hullhunter.workflows.conductors.bvse_barrier`, which must be at most
+    ``max_barrier_ev``. Records come back ranked: passed ones by barrier (lowest first,
+    ``details["rank"]`` from 1), then the rest; each carries every stage's figure and reason.
+    Stage 3, only for the ``md_top`` best-ranked: one MD conductivity run each
+    (:func:`hullhunter.workflows.md.conductivity` with ``md_settings``, default the
+    ``laptop`` profile: about 30 minutes per material on 2 CPU cores, so the compute budget
+    is ``md_top`` such runs); its status, D and sigma with their errors go into
+    ``details["md"]``.
+    A material that cannot be screened (disordered, missing parameters, a failing library
+    call) gets its reason and the batch goes on.
     """
     if not 0 <= min_ion_fraction <= max_ion_fraction <= 1:
         raise ValueError(
@@ -178,42 +177,105 @@ def li_ion_conductor_candidates(
             f"got {min_ion_fraction} and {max_ion_fraction}"
         )
     Element(mobile_ion)  # a clear error for a misspelt ion
-    records = []
-    for item in _items(materials, ids, decomposition_energies):
-        composition = item.structure.composition
-        checks: list[tuple[bool, str]] = []
+    items = _items(materials, ids, decomposition_energies)
+    records = [
+        _conductor_record(
+            item,
+            mobile_ion=mobile_ion,
+            require_stable=require_stable,
+            max_decomposition_energy=max_decomposition_energy,
+            ion_fraction=(min_ion_fraction, max_ion_fraction),
+            max_barrier_ev=max_barrier_ev,
+        )
+        for item in track(items, description="conductors", disable=not progress)
+    ]
+
+    def order(record: ScreenRecord) -> tuple[bool, float]:
+        barrier = record.details.get("barrier_ev")
+        return (not record.passed, math.inf if barrier is None else barrier)
+
+    ranked = sorted(records, key=order)
+    for rank, record in enumerate((r for r in ranked if r.passed), start=1):
+        record.details["rank"] = rank
+    if md_top > 0:
+        structures = {item.material_id: item.structure for item in items}
+        for record in [r for r in ranked if r.passed][:md_top]:
+            _md_stage(record, structures[record.material_id], mobile_ion, md_settings)
+    return ranked
+
+
+def _md_stage(record: ScreenRecord, structure: Structure, mobile_ion: str, settings: Any) -> None:
+    """Stage 3: one MD conductivity run, its result and reason added to ``record``."""
+    from hullhunter.workflows.md import conductivity, md_settings  # CHGNet: import on use
+
+    result = conductivity(
+        structure, settings=settings or md_settings("laptop"), mobile_ion=mobile_ion
+    )
+    keys = (
+        "status",
+        "temperature_k",
+        "profile",
+        "diffusivity_cm2_s",
+        "diffusivity_std_dev",
+        "conductivity_ms_cm",
+        "conductivity_std_dev",
+        "msd_a2",
+        "reason",
+    )
+    record.details["md"] = {key: getattr(result, key) for key in keys}
+    if result.status == "completed":
+        outcome = f"sigma {result.conductivity_ms_cm:.3g} ± {result.conductivity_std_dev:.2g} mS/cm"
+    else:
+        outcome = f"{result.status}: {result.reason}"
+    record.reasons.append(
+        f"stage 3: MD at {result.temperature_k:.0f} K ({result.profile} profile): {outcome}"
+    )
+
+
+def _conductor_record(
+    item: _Item,
+    *,
+    mobile_ion: str,
+    require_stable: bool,
+    max_decomposition_energy: float,
+    ion_fraction: tuple[float, float],
+    max_barrier_ev: float,
+) -> ScreenRecord:
+    """One material through the conductor stages; never raises for the material's sake."""
+    reasons: list[str] = []
+    details: dict[str, Any] = {"decomposition_energy": item.decomposition_energy}
+    passed = False
+    try:
+        stable = True
         if require_stable:
-            checks.append(_stability_check(item.decomposition_energy, max_decomposition_energy))
-        fraction = composition.get_atomic_fraction(mobile_ion)
-        checks.append(_ion_fraction_check(fraction, mobile_ion, min_ion_fraction, max_ion_fraction))
-        redox_metals = _variable_valence_metals(composition, fixed_valence_metals)
-        checks.append(
-            (False, f"variable-valence metals: {', '.join(redox_metals)}")
-            if redox_metals
-            else (True, "no variable-valence metals")
-        )
-        oxidation_states = charge_balanced_ionic(composition)
-        checks.append(
-            (False, "wide-gap proxy fails: not charge-balanced ionic in common states")
-            if oxidation_states is None
-            else (True, "wide-gap proxy: charge-balanced ionic in common oxidation states")
-        )
-        records.append(
-            ScreenRecord(
-                material_id=item.material_id,
-                formula=composition.reduced_formula,
-                screen="li_ion_conductor_candidates",
-                passed=all(ok for ok, _ in checks),
-                reasons=[reason for _, reason in checks],
-                details={
-                    "ion_fraction": fraction,
-                    "decomposition_energy": item.decomposition_energy,
-                    "oxidation_states": oxidation_states,
-                    "variable_valence_metals": redox_metals,
-                },
+            stable, reason = _stability_check(item.decomposition_energy, max_decomposition_energy)
+            reasons.append(reason)
+        chemistry = chemistry_check(item.structure, mobile_ion, *ion_fraction)
+        reasons.append(f"stage 1: {chemistry.reason}")
+        details["ion_fraction"] = chemistry.figure
+        details["oxidation_states"] = chemistry.details.get("oxidation_states")
+        if stable and chemistry.passed:
+            barrier = bvse_barrier(
+                item.structure, chemistry.details["oxidation_states"], mobile_ion
             )
-        )
-    return records
+            details["barrier_ev"] = barrier.figure
+            details["barriers_ev"] = barrier.details
+            passed = barrier.passed and barrier.figure <= max_barrier_ev
+            reason = barrier.reason
+            if barrier.passed and not passed:
+                reason += f" > {max_barrier_ev} eV"
+            reasons.append(f"stage 2: {reason}")
+    except Exception as error:  # one odd material must not stop the batch: say why, go on
+        reasons.append(f"unscreenable: {type(error).__name__}: {error}")
+        passed = False
+    return ScreenRecord(
+        material_id=item.material_id,
+        formula=_formula(item.structure),
+        screen="li_ion_conductor_candidates",
+        passed=passed,
+        reasons=reasons,
+        details=details,
+    )
 
 
 def _stability_check(e_decomp: float | None, max_decomposition_energy: float) -> tuple[bool, str]:
@@ -223,31 +285,6 @@ def _stability_check(e_decomp: float | None, max_decomposition_energy: float) ->
     if e_decomp > max_decomposition_energy:
         return False, f"unstable: E_decomp {e_decomp:.4f} eV/atom above the hull"
     return True, f"stable: E_decomp {e_decomp:.4f} eV/atom"
-
-
-def _ion_fraction_check(
-    fraction: float, mobile_ion: str, min_fraction: float, max_fraction: float
-) -> tuple[bool, str]:
-    """Whether the mobile ion's atom fraction is in [min_fraction, max_fraction], and why."""
-    if fraction == 0:
-        return False, f"contains no {mobile_ion}"
-    if not min_fraction <= fraction <= max_fraction:
-        return (
-            False,
-            f"{mobile_ion} fraction {fraction:.3f} outside [{min_fraction}, {max_fraction}]",
-        )
-    return True, f"{mobile_ion} fraction {fraction:.3f}"
-
-
-def _variable_valence_metals(
-    composition: Composition, fixed_valence_metals: frozenset[str]
-) -> list[str]:
-    """The d- and f-block metals of ``composition`` that can change valence, sorted."""
-    return sorted(
-        el.symbol
-        for el in composition.elements
-        if (el.is_transition_metal or el.is_rare_earth) and el.symbol not in fixed_valence_metals
-    )
 
 
 def family_view(

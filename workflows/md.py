@@ -6,16 +6,20 @@ superionic when sigma(1,000 K) > 10^1.18 mS/cm. MD runs through ASE directly rat
 atomate2's force-field MD maker, because each run must stop early with a recorded reason
 (atoms too close, energy drift, non-finite energy) and hand unwrapped positions straight to
 the analysis; every setting is configurable so tests can run tiny versions.
-:func:`conductivity` runs one temperature; :func:`arrhenius` fits several of them.
+
+Every reported D and sigma carries a block-averaged standard error, a run whose mobile
+ions move less than one hop is recorded as "no diffusion" with its mean-square displacement,
+and an Arrhenius fit that is not physical is refused with its reason
+(:mod:`hullhunter.workflows.diffusion`). :func:`conductivity` runs one temperature;
+:func:`arrhenius` fits several of them. :data:`PROFILES` holds run settings sized for a
+laptop and for a cluster.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -23,22 +27,28 @@ from ase.calculators.calculator import Calculator
 from ase.md.nose_hoover_chain import NoseHooverChainNVT
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.units import fs
-from pymatgen.analysis.diffusion.analyzer import (
-    DiffusionAnalyzer,
-    fit_arrhenius,
-    get_arrhenius_plot,
-    get_extrapolated_conductivity,
-)
+from pymatgen.analysis.diffusion.analyzer import DiffusionAnalyzer
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from rich.progress import Progress
-from vesin import NeighborList
 
+from hullhunter.workflows.diffusion import (
+    PYMATGEN_FLOOR_CM2_S,
+    ArrheniusResult,
+    arrhenius,
+    block_diffusivities,
+    closest_pair_distance,
+    hop_distance,
+    mobile_displacements,
+    msd_at_lag,
+    standard_error,
+)
 from hullhunter.workflows.finetune import chgnet_calculator
 
 # GNoME: superionic when the 1,000 K conductivity exceeds 10^1.18 mS/cm (about 15 mS/cm).
 SUPERIONIC_LOG10_MS_CM = 1.18
 SUPERIONIC_TEMPERATURE_K = 1000.0
+__all__ = ["PROFILES", "ArrheniusResult", "MDResult", "MDSettings", "arrhenius", "conductivity"]
 
 
 @dataclass
@@ -52,6 +62,8 @@ class MDSettings:
     ``min_distance``: any pair closer than this (Å) means the run blew up.
     ``max_drift_ev_per_atom``: largest allowed change of the thermostat's conserved energy.
     ``min_obs``: DiffusionAnalyzer's minimum number of observations per time window.
+    ``n_blocks``: blocks the production run is cut into for the standard error of D.
+    ``profile``: the name of the profile these settings came from, reported with results.
     """
 
     temperature_k: float = 1000.0
@@ -64,7 +76,9 @@ class MDSettings:
     min_distance: float = 0.6
     max_drift_ev_per_atom: float = 0.1
     min_obs: int = 30
+    n_blocks: int = 4
     seed: int = 0
+    profile: str = "custom"
 
     def __post_init__(self) -> None:
         if self.temperature_k <= 0 or self.timestep_fs <= 0:
@@ -79,6 +93,10 @@ class MDSettings:
             )
         if self.sample_every < 1 or self.thermostat_steps < 1:
             raise ValueError("sample_every and thermostat_steps must be at least 1")
+        if self.n_blocks < 2:
+            raise ValueError(
+                f"n_blocks must be at least 2 for an error estimate, got {self.n_blocks}"
+            )
 
     @property
     def n_steps(self) -> int:
@@ -88,29 +106,67 @@ class MDSettings:
     def n_equilibration_steps(self) -> int:
         return round(self.equilibration_ps * 1000 / self.timestep_fs)
 
+    @property
+    def frame_fs(self) -> float:
+        """Time between stored frames (fs)."""
+        return self.timestep_fs * self.sample_every
+
+
+# Paper scale (GNoME) for a cluster; the laptop profile keeps cells small (about 30-100
+# atoms) and runs short enough for 2 CPU cores (CHGNet: about 0.1-0.3 s per step there).
+PROFILES: dict[str, dict[str, Any]] = {
+    "cluster": {},
+    "laptop": {
+        "duration_ps": 12.0,
+        "equilibration_ps": 2.0,
+        "min_cell_width": 7.0,
+        "sample_every": 10,
+        "min_obs": 10,
+    },
+}
+
+
+def md_settings(profile: str = "cluster", **overrides: Any) -> MDSettings:
+    """Settings of a named profile (``laptop`` or ``cluster``) with ``overrides`` applied."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown MD profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return MDSettings(**{**PROFILES[profile], "profile": profile, **overrides})
+
 
 @dataclass
 class MDResult:
-    """One MD run and its diffusion analysis; conductivity only when ``status == "completed"``.
+    """One MD run and its diffusion analysis; a conductivity only when ``status == "completed"``.
 
-    ``status``: "completed", "skipped" (nothing to simulate, e.g. no mobile ion) or "failed"
-    (stopped: atoms too close, energy drift, non-finite energy, or no measurable diffusion).
-    Diffusivity in cm²/s, conductivity in mS/cm, as pymatgen reports them.
+    ``status``: "completed"; "no_diffusion" (the mobile ions vibrate but do not hop: see
+    ``msd_a2`` against ``hop_distance_a``, or pymatgen's fit sat at its floor); "skipped"
+    (nothing to simulate, e.g. no mobile ion); "failed" (stopped: atoms too close, energy
+    drift, non-finite energy, a run too short or too few mobile ions to analyse).
+    Diffusivity in cm²/s, conductivity in mS/cm, as pymatgen reports them; the standard
+    deviations are block-averaged standard errors from the trajectory (``n_blocks`` blocks,
+    their diffusivities in ``block_diffusivities_cm2_s``). ``msd_a2`` is the mobile ions'
+    mean-square displacement (Å²) at a lag of half the production run (``msd_lag_ps``).
     """
 
     formula: str
     mobile_ion: str
     temperature_k: float
-    status: Literal["completed", "skipped", "failed"]
+    status: Literal["completed", "no_diffusion", "skipped", "failed"]
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    profile: str = "custom"
     n_atoms: int = 0
+    n_mobile: int = 0
     supercell: list[int] = field(default_factory=lambda: [1, 1, 1])
     steps_run: int = 0
     n_frames: int = 0
+    production_ps: float = 0.0
     energy_drift_ev_per_atom: float | None = None
+    msd_a2: float | None = None
+    msd_lag_ps: float | None = None
+    hop_distance_a: float | None = None
     diffusivity_cm2_s: float | None = None
     diffusivity_std_dev: float | None = None
+    block_diffusivities_cm2_s: list[float] = field(default_factory=list)
     conductivity_ms_cm: float | None = None
     conductivity_std_dev: float | None = None
     superionic: bool | None = None
@@ -140,14 +196,6 @@ def ensure_min_width(structure: Structure, min_width: float) -> tuple[Structure,
         f"ran a {'x'.join(map(str, scaling))} supercell ({n_atoms} atoms)"
     )
     return structure * scaling, scaling, note
-
-
-def closest_pair_distance(positions: np.ndarray, cell: np.ndarray, cutoff: float) -> float:
-    """The shortest periodic pair distance below ``cutoff`` (inf if none), via vesin."""
-    (distances,) = NeighborList(cutoff=cutoff, full_list=False).compute(
-        points=positions, box=cell, periodic=True, quantities="d"
-    )
-    return float(distances.min()) if len(distances) else math.inf
 
 
 def _conserved_energy(dynamics: NoseHooverChainNVT) -> float:
@@ -242,6 +290,7 @@ def conductivity(
         mobile_ion=mobile_ion,
         temperature_k=settings.temperature_k,
         status="skipped",
+        profile=settings.profile,
         n_atoms=len(structure),
     )
     if structure.composition[mobile_ion] == 0:
@@ -259,7 +308,7 @@ def conductivity(
     if failure:
         result.status, result.reason = "failed", failure
         return result
-    return _analyse_diffusion(cell, positions, settings, result)
+    return analyse_diffusion(cell, positions, settings, result)
 
 
 def _simulation_cell(
@@ -285,110 +334,118 @@ def _simulation_cell(
     return cell
 
 
-def _analyse_diffusion(
-    cell: Structure, positions: np.ndarray, settings: MDSettings, result: MDResult
+def analyse_diffusion(
+    cell: Structure,
+    positions: np.ndarray,
+    settings: MDSettings,
+    result: MDResult | None = None,
+    *,
+    mobile_ion: str = "Li",
 ) -> MDResult:
-    """Diffusivity and conductivity of ``result.mobile_ion`` from the production frames.
+    """Diffusivity and conductivity of the mobile ion from production frames of ``cell``.
 
-    Completes ``result``, or fails it with the reason when no positive diffusivity can be
-    measured; the superionic flag is set only at GNoME's 1,000 K.
+    ``positions`` are unwrapped frames [frames, atoms, 3] as :func:`run_md` returns them;
+    ``result`` (made here when None, for ``mobile_ion``) is completed in place.
+
+    In order: a production run no longer than the fit's 1 ps start fails as too short; a
+    run whose mobile ions stay within one hop in mean square is "no_diffusion"; one with too
+    few mobile ions for ``min_obs`` fails saying so; a fit at pymatgen's floor is
+    "no_diffusion"; otherwise the run completes with block-averaged errors. The superionic
+    flag is set only at 1,000 K.
     """
+    if result is None:
+        result = MDResult(
+            formula=cell.composition.reduced_formula,
+            mobile_ion=mobile_ion,
+            temperature_k=settings.temperature_k,
+            status="skipped",
+            profile=settings.profile,
+            n_atoms=len(cell),
+            structure=cell.as_dict(),
+        )
+    ion = result.mobile_ion
+    species = [site.specie.symbol for site in cell]
+    result.n_mobile = species.count(ion)
+    result.production_ps = len(positions) * settings.frame_fs / 1000
     if len(positions) < 2:
         result.status = "failed"
-        result.reason = "fewer than 2 production frames; lengthen duration_ps or sample more"
+        result.reason = "too short: fewer than 2 production frames; lengthen duration_ps"
         return result
-    displacements = np.transpose(positions - positions[0], (1, 0, 2))
-    try:
-        analyzer = DiffusionAnalyzer(
-            cell,
-            displacements,
-            result.mobile_ion,
-            settings.temperature_k,
-            settings.timestep_fs,
-            settings.sample_every,
-            smoothed="max",
-            min_obs=settings.min_obs,
+    first_lag = int(1000 / settings.frame_fs)
+    if len(positions) <= first_lag:
+        result.status = "failed"
+        result.reason = (
+            f"too short: {result.production_ps:.2f} ps of production, but the diffusion fit "
+            "starts at a 1 ps lag; lengthen duration_ps"
         )
-    except ValueError as error:
-        # smoothed="max" fits windows from 1 ps up: shorter production runs cannot be fitted.
-        result.status = "failed"
-        result.reason = f"diffusion analysis failed ({error}); production must exceed 1 ps"
         return result
+    displacements = mobile_displacements(positions, species, ion)
+    lag = len(positions) // 2
+    result.msd_a2 = msd_at_lag(displacements, lag)
+    result.msd_lag_ps = lag * settings.frame_fs / 1000
+    result.hop_distance_a = hop_distance(cell, ion)
+    cause = _window_problem(result, len(positions), settings)
+    if result.msd_a2 < result.hop_distance_a**2:
+        result.status = "no_diffusion"
+        result.reason = (
+            f"no diffusion: {ion} mean-square displacement {result.msd_a2:.3g} Å² over "
+            f"{result.msd_lag_ps:.2f} ps is below one hop ({result.hop_distance_a:.2f} Å)² "
+            f"in {result.production_ps:.2f} ps of production"
+        )
+        if cause:
+            result.notes.append(f"even a diffusing run could not be analysed: {cause}")
+        return result
+    if cause:
+        result.status, result.reason = "failed", cause
+        return result
+    analyzer = DiffusionAnalyzer(
+        cell,
+        np.transpose(positions - positions[0], (1, 0, 2)),
+        ion,
+        settings.temperature_k,
+        settings.timestep_fs,
+        settings.sample_every,
+        smoothed="max",
+        min_obs=settings.min_obs,
+    )
     diffusivity = float(analyzer.diffusivity)
-    if not math.isfinite(diffusivity) or diffusivity <= 0:
-        result.status = "failed"
-        result.reason = f"no measurable diffusion (fitted diffusivity {diffusivity:.3g} cm²/s)"
+    if not math.isfinite(diffusivity) or diffusivity <= PYMATGEN_FLOOR_CM2_S * (1 + 1e-6):
+        result.status = "no_diffusion"
+        result.reason = (
+            f"no diffusion: pymatgen's MSD fit sits at its floor ({diffusivity:.3g} cm²/s); "
+            f"{ion} mean-square displacement {result.msd_a2:.3g} Å²"
+        )
         return result
+    blocks = block_diffusivities(displacements, settings.frame_fs, settings.n_blocks)
+    factor = float(analyzer.conductivity) / diffusivity
     result.status = "completed"
     result.diffusivity_cm2_s = diffusivity
-    result.diffusivity_std_dev = float(analyzer.diffusivity_std_dev)
-    result.conductivity_ms_cm = float(analyzer.conductivity)
-    result.conductivity_std_dev = float(analyzer.conductivity_std_dev)
+    result.block_diffusivities_cm2_s = blocks
+    result.diffusivity_std_dev = standard_error(blocks)
+    result.conductivity_ms_cm = diffusivity * factor
+    result.conductivity_std_dev = result.diffusivity_std_dev * factor
+    if result.diffusivity_std_dev > diffusivity:
+        result.notes.append("the block-averaged error of D exceeds D: run longer")
     if math.isclose(settings.temperature_k, SUPERIONIC_TEMPERATURE_K):
         result.superionic = bool(result.conductivity_ms_cm > 10**SUPERIONIC_LOG10_MS_CM)
     return result
 
 
-@dataclass
-class ArrheniusResult:
-    """Arrhenius fit D = D0 exp(-Ea / kT) over completed runs, with the plot's path."""
+def _window_problem(result: MDResult, n_frames: int, settings: MDSettings) -> str:
+    """Why pymatgen's smoothed="max" analysis cannot fit this long-enough run ("" if it can).
 
-    formula: str
-    temperatures_k: list[float]
-    diffusivities_cm2_s: list[float]
-    activation_energy_ev: float
-    activation_energy_std_dev: float | None
-    conductivity_300k_ms_cm: float
-    superionic: bool | None
-    plot_path: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def arrhenius(results: Sequence[MDResult], plot_path: str | Path | None = None) -> ArrheniusResult:
-    """Fit the completed runs of one material; write the Arrhenius plot to ``plot_path``.
-
-    Needs at least two completed temperatures; failed or skipped runs are left out. The
-    superionic flag is GNoME's, taken from the 1,000 K run when there is one.
+    It fits MSD at lags from 1 ps up to n_mobile x frames / min_obs frames (so each lag has
+    ``min_obs`` observations): few mobile ions leave no lag past the 1 ps start.
     """
-    completed = sorted(
-        (r for r in results if r.status == "completed"), key=lambda r: r.temperature_k
-    )
-    if len({r.temperature_k for r in completed}) < 2:
-        raise ValueError(
-            f"an Arrhenius fit needs completed runs at 2+ temperatures, got "
-            f"{[r.temperature_k for r in completed]}; check the failed runs' reasons"
+    first = int(1000 / settings.frame_fs)
+    last = result.n_mobile * n_frames // settings.min_obs
+    if last <= first:
+        return (
+            f"too few mobile ions: {result.n_mobile} {result.mobile_ion} x {n_frames} frames / "
+            f"min_obs {settings.min_obs} allows lags up to "
+            f"{last * settings.frame_fs / 1000:.2f} ps, below the fit's 1 ps start; use a "
+            "larger supercell (min_cell_width) or a smaller min_obs"
         )
-    if len({r.formula for r in completed}) != 1:
-        raise ValueError("results mix materials; fit one material at a time")
-    temperatures = [r.temperature_k for r in completed]
-    diffusivities = [float(r.diffusivity_cm2_s) for r in completed]
-    errors = [float(r.diffusivity_std_dev or 0.0) for r in completed]
-    activation, _, activation_std = fit_arrhenius(temperatures, diffusivities)
-    structure = Structure.from_dict(completed[0].structure)
-    sigma_300k = get_extrapolated_conductivity(
-        temperatures, diffusivities, 300, structure, completed[0].mobile_ion
-    )
-    flags = [r.superionic for r in completed if r.superionic is not None]
-    written = None
-    if plot_path is not None:
-        written = Path(plot_path)
-        written.parent.mkdir(parents=True, exist_ok=True)
-        axes = get_arrhenius_plot(temperatures, diffusivities, diffusivity_errors=errors)
-        axes.set_title(f"{completed[0].formula}: {completed[0].mobile_ion} diffusion")
-        axes.figure.savefig(written, dpi=120, bbox_inches="tight")
-        axes.figure.clf()
-        import matplotlib.pyplot as plt
-
-        plt.close(axes.figure)
-    return ArrheniusResult(
-        formula=completed[0].formula,
-        temperatures_k=temperatures,
-        diffusivities_cm2_s=diffusivities,
-        activation_energy_ev=float(activation),
-        activation_energy_std_dev=None if activation_std is None else float(activation_std),
-        conductivity_300k_ms_cm=float(sigma_300k),
-        superionic=flags[0] if flags else None,
-        plot_path=None if written is None else str(written),
-    )
+    if n_frames // settings.n_blocks < 4:
+        return f"too short: {n_frames} frames cannot make {settings.n_blocks} blocks of 4+"
+    return ""

@@ -7,6 +7,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from hullhunter.generators import Candidate, Seed, load_seeds
+from hullhunter.generators.sanity import seed_problem
 from hullhunter.generators.seeds import SHIPPED_SEEDS
 
 
@@ -82,3 +83,54 @@ def test_seed_and_candidate_round_trip_through_json():
     assert (
         back.parent_id == seed.id and data["chemsys"] == seed.structure.composition.chemical_system
     )
+
+
+def test_malformed_user_seeds_are_dropped_with_their_reason(tmp_path):
+    good = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    crushed = Structure(Lattice.cubic(5.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]])
+    unbalanced = Structure(
+        Lattice.cubic(4.0), ["Na", "F", "F"], [[0, 0, 0], [0.5] * 3, [0, 0.5, 0.5]]
+    )
+    # AFLOW's anatase prototype as pymatgen ships it: Ti 4-fold at 2.05 Å, not anatase.
+    fake_anatase = Structure(
+        Lattice.from_parameters(3.785, 3.785, 5.45822, 110.287118, 110.287118, 90),
+        ["O", "O", "O", "O", "Ti", "Ti"],
+        [
+            [0.20806, 0.45806, 0.41612],
+            [0.79194, 0.54194, 0.58388],
+            [0.54194, 0.79194, 0.08388],
+            [0.45806, 0.20806, 0.91612],
+            [0.125, 0.875, 0.25],
+            [0.875, 0.125, 0.75],
+        ],
+    )
+    records = [
+        {"id": name, "structure": structure.as_dict()}
+        for name, structure in [
+            ("NaCl", good),
+            ("crushed", crushed),
+            ("NaF2", unbalanced),
+            ("fake-anatase", fake_anatase),
+        ]
+    ]
+    (tmp_path / "mixed.json").write_text(json.dumps(records))
+    dropped: list[tuple[str, str]] = []
+    with pytest.warns(UserWarning, match="seed crushed dropped: atoms too close"):
+        seeds = load_seeds(tmp_path / "mixed.json", dropped=dropped)
+    assert [seed.id for seed in seeds] == ["NaCl"]
+    reasons = dict(dropped)
+    assert reasons["crushed"].startswith("atoms too close: Na-Cl 0.25 Å")
+    assert reasons["NaF2"] == "not charge-balanced: no known oxidation states of NaF2 sum to zero"
+    assert reasons["fake-anatase"].startswith("implausible coordination: Ti+4 has 4 neighbours")
+
+
+def test_shipped_seeds_passed_the_sanity_check_and_list_what_was_dropped():
+    with gzip.open(SHIPPED_SEEDS, "rt", encoding="utf-8") as handle:
+        dropped = {record["id"]: record["reason"] for record in json.load(handle)["dropped"]}
+    assert "implausible coordination: Ti+4" in dropped["aflow:A2B_tI12_141_e_a"]
+    assert len(dropped) < 0.01 * len(load_seeds())
+    ti_o = load_seeds(elements=["Ti", "O"])
+    assert not {seed.id for seed in ti_o} & set(dropped)
+    assert all(seed_problem(seed.structure) is None for seed in ti_o)
