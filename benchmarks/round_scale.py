@@ -207,6 +207,11 @@ def main() -> None:
         rows.append(run_size(n))
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()})
     print_table(rows)
+    if args.home is None:  # the temporary home's embedded MongoDB goes with it
+        from hullhunter.server import LocalServer
+        from hullhunter.settings import get_settings
+
+        LocalServer(get_settings().local_db_dir).stop()
 
 
 if __name__ == "__main__":

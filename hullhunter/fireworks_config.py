@@ -19,6 +19,7 @@ import shutil
 import string
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from fireworks import LaunchPad
+from fireworks.utilities.fw_serializers import load_object
 from jobflow import JobStore
 from maggma.stores import GridFSStore, MongoStore
 
@@ -126,7 +128,8 @@ def _slurm_query(*command: str) -> str | None:
     if shutil.which(command[0]) is None:
         return None
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True)
+        # a healthy cluster answers in well under a second; a broken slurm.conf retries 60 s
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=True)
     except (subprocess.SubprocessError, OSError):
         return None
     return done.stdout
@@ -196,6 +199,31 @@ def dead_slurm_launches(launchpad: LaunchPad, query: dict | None = None) -> list
     ]
 
 
+def check_job_script(qadapter_text: str, folder: Path) -> None:
+    """Have SLURM judge the job script qlaunch would submit (``sbatch --test-only``) and
+    refuse, in one line, one it would reject: qlaunch itself logs sbatch's error and exits 0.
+    Nothing is checked where no SLURM cluster answers (no ``sbatch``, or ``sinfo`` fails).
+    """
+    if shutil.which("sbatch") is None or _slurm_query("sinfo", "-h", "-o", "%P") is None:
+        return
+    adapter = load_object(yaml.safe_load(qadapter_text))
+    with tempfile.TemporaryDirectory(dir=folder) as launch_dir:
+        script = Path(launch_dir) / "job.sh"
+        script.write_text(adapter.get_script_str(launch_dir))
+        try:
+            judged = subprocess.run(
+                ["sbatch", "--test-only", str(script)], capture_output=True, text=True, timeout=60
+            )
+        except (subprocess.SubprocessError, OSError):
+            return
+    if judged.returncode != 0:
+        reason = " ".join(judged.stderr.split()) or f"exit status {judged.returncode}"
+        raise ValueError(
+            f"SLURM would reject the workers' job script (sbatch --test-only: {reason}); "
+            "fix --queue, --account, --walltime, --nodes, --ntasks or --cpus-per-task"
+        )
+
+
 def oracle_site_values(settings: Settings) -> dict[str, str]:
     """This site's value of every setting a registered oracle lets workers set (vasp_cmd)."""
     from hullhunter.workflows.oracles import ORACLES  # the oracle list; heavy, so on use
@@ -238,7 +266,8 @@ def write_config(
 
     With ``keep_site``, files that exist are kept (the site's queue, account and category
     stay as the user wrote them), except a launchpad or jobflow file that names another
-    database, which is brought up to date.
+    database, which is brought up to date. With ``queue`` given, the job script is first
+    judged by SLURM where it is installed (:func:`check_job_script`).
     """
     settings = settings or get_settings()
     uri = server_uri(settings)
@@ -274,6 +303,7 @@ def write_config(
             CATEGORY=category or settings.fworker_category,
             WORKER_ENV=worker_env(env),
         )
+    asked_for_slurm = queue is not None  # `fireworks-config`; `campaign run` passes none
     queue = queue or QueueSettings()
     logs = folder / "logs"
     logs.mkdir(exist_ok=True)
@@ -299,6 +329,8 @@ def write_config(
         HULLHUNTER_HOME=settings.home,
         WORKER_EXPORTS=worker_exports(site_values, indent="  "),
     )
+    if asked_for_slurm and not (keep_site and paths["qadapter"].is_file()):
+        check_job_script(texts["qadapter"], folder)  # before anything is written
     for role, text in texts.items():
         if keep_site and paths[role].is_file():
             if role == "fw_config":

@@ -16,7 +16,8 @@ from pymongo import MongoClient
 
 
 def run(args, env_extra, check=True):
-    env = {**os.environ, **env_extra}
+    # no SLURM cluster for these (the local one may run): its checks are tests/slurm's
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"} | env_extra
     result = subprocess.run(
         [sys.executable, "-m", "hullhunter", *args], capture_output=True, text=True, env=env
     )
@@ -159,9 +160,11 @@ def test_system_and_database_errors_are_one_line(tmp_path, mongo_uri):
         admin.close()
 
 
-def test_campaign_run_keeps_the_sites_worker_files(hh_settings, tmp_path):
+def test_campaign_run_keeps_the_sites_worker_files(hh_settings, tmp_path, monkeypatch):
     """`campaign run` rewrites nothing `fireworks-config` wrote for the site."""
     from hullhunter.fireworks_config import QueueSettings, write_config
+
+    monkeypatch.delenv("SLURM_CONF", raising=False)  # a site's partition, not the local one
 
     folder = tmp_path / "fw"
     site = QueueSettings(queue="gpuq", account="mat123", walltime="02:00:00")

@@ -36,3 +36,14 @@ def test_default_partition_is_used_and_a_wrong_one_refused(slurm_cluster, mongo_
     assert refused.stderr.count("\n") == 1
     assert "partition 'normal' is not one of this cluster's (debug, from sinfo)" in refused.stderr
     assert not (tmp_path / "wrong" / "fw_config").exists()  # nothing written
+
+
+def test_a_job_script_slurm_would_reject_is_refused_before_writing(
+    slurm_cluster, mongo_uri, tmp_path
+):
+    """qlaunch logs a failing sbatch and exits 0; fireworks-config asks sbatch --test-only."""
+    refused = fireworks_config(tmp_path, mongo_uri, "--cpus-per-task", "512")
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert "SLURM would reject the workers' job script (sbatch --test-only:" in refused.stderr
+    assert not list((tmp_path / "fw_config").glob("*.yaml"))  # nothing written

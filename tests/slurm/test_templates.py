@@ -184,8 +184,12 @@ def test_local_cluster_state_folder_follows_the_environment(tmp_path: Path) -> N
     ]
 
 
-def test_fireworks_config_writes_pilot_jobs_by_default(hh_settings, tmp_path: Path) -> None:
+def test_fireworks_config_writes_pilot_jobs_by_default(
+    hh_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hullhunter.fireworks_config import QueueSettings, write_config
+
+    monkeypatch.delenv("SLURM_CONF", raising=False)  # no cluster judges the script here
 
     pilot = write_config(hh_settings, folder=tmp_path / "pilot", queue=QueueSettings())
     adapter = load_object(yaml.safe_load(pilot["qadapter"].read_text()))
