@@ -94,7 +94,9 @@ def score_job(name: str, round_number: int, lower: str | None, upper: str | None
     scores only what the first run did not."""
     connect()
     _, config = load_campaign(name)
-    return screen.score_shard(name, config, lower, upper, get_settings().torch_threads)
+    return screen.score_shard(
+        name, round_number, config, lower, upper, get_settings().torch_threads
+    )
 
 
 @job(output_schema=ScreenOutput)

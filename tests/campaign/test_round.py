@@ -203,7 +203,7 @@ def test_seed_round_then_compositional_candidates(database, monkeypatch):
     chunked = config.model_copy(deep=True)
     chunked.screening.chunk_size = 2
     pool = {"campaign": "comp", "status": {"$in": ["generated", "rejected"]}}
-    rows = list(screen.scored_pool("comp", chunked, pool, torch_threads=1))
+    rows = list(screen.scored_pool("comp", 1, chunked, pool, torch_threads=1))
     assert len(rows) == Candidate.objects(campaign="comp", status="rejected").count() - 1
     assert Round.objects.get(campaign="comp", number=1).counts["screen_skipped"] == {
         "missing structure or formula": 1

@@ -90,7 +90,7 @@ def test_sharded_scoring_selects_what_one_screen_selects(campaign, monkeypatch):
     )
     shards = screen.pool_shards(NAME, 1, campaign.screening.shard_size)
     assert len(shards) == 3  # 60 candidates in shards of 20
-    read = [screen.score_shard(NAME, campaign, lo, hi, torch_threads=1) for lo, hi in shards]
+    read = [screen.score_shard(NAME, 1, campaign, lo, hi, torch_threads=1) for lo, hi in shards]
     assert read == [20, 20, 20]
     monkeypatch.setattr(screen, "_predict", lambda *args: pytest.fail("predicted twice"))
     assert screen.screen(NAME, 1, campaign, torch_threads=1) == whole
@@ -99,11 +99,11 @@ def test_sharded_scoring_selects_what_one_screen_selects(campaign, monkeypatch):
 
 def test_a_shard_run_again_predicts_nothing_twice(campaign, monkeypatch):
     lower, upper = screen.pool_shards(NAME, 1, campaign.screening.shard_size)[1]
-    assert screen.score_shard(NAME, campaign, lower, upper, torch_threads=1) == 20
+    assert screen.score_shard(NAME, 1, campaign, lower, upper, torch_threads=1) == 20
     version = latest_version(NAME, "structural")
     assert Candidate.objects(campaign=NAME, scored_by_model=version).count() == 20
     monkeypatch.setattr(screen, "_predict", lambda *args: pytest.fail("predicted twice"))
-    assert screen.score_shard(NAME, campaign, lower, upper, torch_threads=1) == 20
+    assert screen.score_shard(NAME, 1, campaign, lower, upper, torch_threads=1) == 20
 
 
 def test_the_screen_job_fans_out_over_shards(campaign):

@@ -47,7 +47,6 @@ POOL_FIELDS = (
     "candidate_id",
     "formula",
     "pipeline",
-    "round",
     "structure",
     "predicted_energy_per_atom",
     "scored_by_model",
@@ -78,7 +77,8 @@ def screen(
         pool = pool_query(name)
         newest = max(Candidate._get_collection().distinct("round", pool), default=round_number)
         rng = random.Random(f"{name}-{newest}")
-        scored = scored_pool(name, config, pool, torch_threads) if places else iter(())
+        # a generator: nothing is read or predicted unless there are places to fill
+        scored = scored_pool(name, round_number, config, pool, torch_threads)
         chosen = choose(config, scored, places, rng)
     for kind in SELECTION_KINDS:
         ids = sorted(candidate_id for candidate_id, why in chosen if why == kind)
@@ -123,7 +123,11 @@ def choose(
 
 
 def scored_pool(
-    name: str, config: CampaignConfig, query: dict[str, Any], torch_threads: int | None
+    name: str,
+    round_number: int,
+    config: CampaignConfig,
+    query: dict[str, Any],
+    torch_threads: int | None,
 ) -> Iterator[Scored]:
     """The candidates matching ``query``, oldest first, with predicted decomposition energies
     against the current hull, written back one chunk (``screening.chunk_size``) at a time.
@@ -131,7 +135,7 @@ def scored_pool(
     Chunks are read by ``_id`` ranges, so no cursor is held open while a chunk is scored.
     Only candidates the newest structural model has not scored are predicted. A document
     without a structure or formula (written by an older version) is skipped and counted in
-    the newest pool round's ``counts.screen_skipped``.
+    ``counts.screen_skipped`` of round ``round_number``.
     """
     version = latest_version(name, "structural")
     if version is None:
@@ -139,7 +143,7 @@ def scored_pool(
     ensemble: Ensemble | None = None
     hull = build_hull(name)
     collection = Candidate._get_collection()
-    skipped, newest, last_id = 0, None, None
+    skipped, last_id = 0, None
     while True:
         page = (
             query if last_id is None else {**query, "_id": {**query.get("_id", {}), "$gt": last_id}}
@@ -149,7 +153,6 @@ def scored_pool(
         if not chunk:
             break
         last_id = chunk[-1]["_id"]
-        newest = max([newest or 0, *(doc.get("round", 0) for doc in chunk)])
         usable = [doc for doc in chunk if doc.get("structure") and doc.get("formula")]
         skipped += len(chunk) - len(usable)
         if not usable:
@@ -174,7 +177,7 @@ def scored_pool(
         for doc, e_d in zip(usable, decomposition.tolist(), strict=True):
             yield Scored(doc["candidate_id"], doc["formula"], doc.get("pipeline", ""), e_d)
     if skipped:
-        Round.objects(campaign=name, number=newest).update_one(
+        Round.objects(campaign=name, number=round_number).update_one(
             upsert=True, set__counts__screen_skipped={"missing structure or formula": skipped}
         )
 
@@ -222,6 +225,7 @@ def pool_shards(
 
 def score_shard(
     name: str,
+    round_number: int,
     config: CampaignConfig,
     lower: str | None,
     upper: str | None,
@@ -237,7 +241,7 @@ def score_shard(
         bounds["$lt"] = ObjectId(upper)
     if bounds:
         query["_id"] = bounds
-    return sum(1 for _ in scored_pool(name, config, query, torch_threads))
+    return sum(1 for _ in scored_pool(name, round_number, config, query, torch_threads))
 
 
 def batches(ids: list[str], size: int) -> list[list[str]]:
