@@ -176,6 +176,21 @@ class MDResult:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def begun(
+        cls, cell: Structure, mobile_ion: str, settings: MDSettings, **fields: Any
+    ) -> MDResult:
+        """A run of ``cell`` not yet done ("skipped" until something happens)."""
+        return cls(
+            formula=cell.composition.reduced_formula,
+            mobile_ion=mobile_ion,
+            temperature_k=settings.temperature_k,
+            status="skipped",
+            profile=settings.profile,
+            n_atoms=len(cell),
+            **fields,
+        )
+
 
 def perpendicular_widths(structure: Structure) -> np.ndarray:
     """The three distances between opposite cell faces (Å): the image-to-image spacing."""
@@ -285,14 +300,7 @@ def conductivity(
     settings = settings or MDSettings()
     Element(mobile_ion)
     start = time.perf_counter()
-    result = MDResult(
-        formula=structure.composition.reduced_formula,
-        mobile_ion=mobile_ion,
-        temperature_k=settings.temperature_k,
-        status="skipped",
-        profile=settings.profile,
-        n_atoms=len(structure),
-    )
+    result = MDResult.begun(structure, mobile_ion, settings)
     if structure.composition[mobile_ion] == 0:
         result.reason = f"no {mobile_ion} in {result.formula}: nothing to diffuse"
         return result
@@ -354,15 +362,7 @@ def analyse_diffusion(
     flag is set only at 1,000 K.
     """
     if result is None:
-        result = MDResult(
-            formula=cell.composition.reduced_formula,
-            mobile_ion=mobile_ion,
-            temperature_k=settings.temperature_k,
-            status="skipped",
-            profile=settings.profile,
-            n_atoms=len(cell),
-            structure=cell.as_dict(),
-        )
+        result = MDResult.begun(cell, mobile_ion, settings, structure=cell.as_dict())
     ion = result.mobile_ion
     species = [site.specie.symbol for site in cell]
     result.n_mobile = species.count(ion)
