@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     vasp_cmd: str = Field("vasp_std", description="command that runs VASP (standard build)")
     vasp_gamma_cmd: str = Field("vasp_gam", description="command that runs VASP (gamma build)")
     vasp_max_errors: int = Field(5, ge=1, description="custodian's max_errors for VASP")
+    cp2k_cmd: str = Field("cp2k.psmp", description="command that runs CP2K")
+    cp2k_data_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("CP2K_DATA_DIR") or "/usr/share/cp2k"),
+        description="CP2K's basis and potential files (default: CP2K_DATA_DIR, else Debian's)",
+    )
+    cp2k_max_errors: int = Field(5, ge=1, description="custodian's max_errors for CP2K")
     scratch_dir: Path | None = Field(
         None, description="scratch for calculations (default: home/runs)"
     )

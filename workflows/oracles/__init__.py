@@ -1,6 +1,7 @@
-"""Oracles: what gives a candidate its relaxed structure and MP2020-scale energy."""
+"""Oracles: what gives a candidate its relaxed structure and energy (CHGNet, VASP, CP2K)."""
 
 from hullhunter.workflows.oracles.base import Oracle
+from hullhunter.workflows.oracles.cp2k import Cp2kOracle, Cp2kSetupError
 from hullhunter.workflows.oracles.forcefield import ForceFieldOracle
 from hullhunter.workflows.oracles.registry import (
     ORACLES,
@@ -18,6 +19,8 @@ from hullhunter.workflows.oracles.vasp import VaspNotFoundError, VaspOracle
 __all__ = [
     "MIN_DISTANCE_A",
     "ORACLES",
+    "Cp2kOracle",
+    "Cp2kSetupError",
     "ForceFieldOracle",
     "Oracle",
     "OracleContext",

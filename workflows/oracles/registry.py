@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hullhunter.models.prior import ORACLE_ENERGY_SCALE
 from hullhunter.settings import Settings
 from hullhunter.workflows.oracles.base import Oracle
 
@@ -59,6 +60,8 @@ class OraclePlugin:
 
     ``site_settings`` names the hullhunter settings (e.g. ``vasp_cmd``) that a worker of
     this oracle may set per SLURM partition; the FireWorks files export them to jobs.
+    ``energy_scale`` names the scale of its energies: results of oracles on different
+    scales are never placed on one hull, and a prior from another scale must be fine-tuned.
     """
 
     name: str
@@ -67,6 +70,7 @@ class OraclePlugin:
     requires: str | None = None
     install_hint: str = ""
     site_settings: tuple[str, ...] = ()
+    energy_scale: str = ORACLE_ENERGY_SCALE
 
     def check_installed(self) -> None:
         """Raise ValueError (one line) when the package this oracle needs is missing."""
