@@ -158,7 +158,8 @@ class ModelSettings(_Strict):
         "builtin",
         min_length=1,
         description="'builtin' (the shipped CHGNet-labelled prior, used where it fits: the "
-        "small preset with the chgnet or vasp oracle), 'none' (train from scratch), or a "
+        "small preset with the chgnet, vasp or cp2k oracle; fine-tuned on the campaign's seeds "
+        "first), 'none' (train from scratch), or a "
         "folder made by `hullhunter models pretrain` (refused if it does not fit)",
     )
 

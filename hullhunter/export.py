@@ -19,6 +19,7 @@ from monty.json import MontyEncoder
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
 from hullhunter.documents import Material, chemsys_subsystems
+from hullhunter.workflows.oracles.registry import energy_scale
 
 FIELDS = (
     "material_id",
@@ -78,14 +79,15 @@ def row(material: Material) -> dict[str, Any]:
 
 
 def entry(material: Material) -> ComputedStructureEntry:
-    """One material as a pymatgen entry: its structure and oracle energy (already on the
-    MP2020-compatible scale, so it must not be corrected again), its fields in ``data``."""
+    """One material as a pymatgen entry: its structure and oracle energy (on the oracle's own
+    scale, named in ``parameters``: MP2020-compatible ones must not be corrected again),
+    its fields in ``data``."""
     structure = material.get_structure()
     return ComputedStructureEntry(
         structure,
         material.energy_per_atom * len(structure),
         entry_id=material.material_id,
-        parameters={"oracle": material.oracle, "energy_scale": "MP2020-compatible"},
+        parameters={"oracle": material.oracle, "energy_scale": energy_scale(material.oracle)},
         data={name: value for name, value in row(material).items() if name != "material_id"},
     )
 

@@ -25,10 +25,12 @@ ORACLE_ENERGY_SCALE = "MP2020-compatible"
 """The scale every campaign oracle reports (CHGNet/SevenNet as trained on MPtrj, VASP with
 MP2020 corrections); a prior on another scale would bias every formation energy."""
 
-FINE_TUNED_ACROSS = {("chgnet", "vasp")}
+FINE_TUNED_ACROSS = {("chgnet", "vasp"), ("chgnet", "cp2k")}
 """(prior oracle, campaign oracle) pairs allowed although they differ: a CHGNet prior is
-fine-tuned on the campaign's own VASP seeds at round 0, and CHGNet reproduces the
-MP2020-corrected PBE(+U) scale that corrected VASP results are on."""
+fine-tuned on the campaign's own relaxed seeds at round 0 before it screens. CHGNet
+reproduces the MP2020-corrected PBE(+U) scale that corrected VASP results are on; CP2K's
+uncorrected PBE energies are on their own scale, but the networks learn formation energies
+against the campaign's own elemental references, which the fine-tuning moves onto CP2K's."""
 
 
 @dataclass
@@ -83,18 +85,23 @@ def load_prior(path: str | Path | None = None, device: str = "cpu") -> Prior:
     return Prior(structural, compositional, card, folder)  # type: ignore[arg-type]
 
 
-def prior_mismatch(prior: Prior, oracle: str, config: GNoMEConfig) -> str | None:
+def prior_mismatch(
+    prior: Prior, oracle: str, config: GNoMEConfig, energy_scale: str = ORACLE_ENERGY_SCALE
+) -> str | None:
     """Why ``prior`` cannot start a campaign with this oracle and network, or None if it can.
 
-    The labels must come from the campaign's oracle (or be a CHGNet prior for a VASP
-    campaign, see :data:`FINE_TUNED_ACROSS`) and the architecture must be the campaign's.
+    The labels must come from the campaign's oracle on its ``energy_scale`` (or be a CHGNet
+    prior for a VASP or CP2K campaign, fine-tuned first, see :data:`FINE_TUNED_ACROSS`) and
+    the architecture must be the campaign's.
     """
-    if prior.energy_scale != ORACLE_ENERGY_SCALE:
+    across = (prior.oracle, oracle) in FINE_TUNED_ACROSS
+    if prior.energy_scale != energy_scale and not across:
         return (
-            f"prior {prior.path} is on the {prior.energy_scale!r} energy scale but campaign "
-            f"oracles report {ORACLE_ENERGY_SCALE!r}; relabel its data or set model.prior: none"
+            f"prior {prior.path} is on the {prior.energy_scale!r} energy scale but the "
+            f"campaign's oracle reports {energy_scale!r}; relabel its data or set model.prior: "
+            "none"
         )
-    if prior.oracle != oracle and (prior.oracle, oracle) not in FINE_TUNED_ACROSS:
+    if prior.oracle != oracle and not across:
         return (
             f"prior {prior.path} was labelled by {prior.oracle!r} but the campaign's oracle is "
             f"{oracle!r}; pretrain one with `hullhunter models pretrain --oracle {oracle}` "

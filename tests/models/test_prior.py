@@ -149,6 +149,8 @@ def test_a_prior_from_another_oracle_or_scale_is_refused_in_one_line(other_prior
     chgnet = load_prior(other_prior)
     assert prior_mismatch(chgnet, "chgnet", small) is None
     assert prior_mismatch(chgnet, "vasp", small) is None  # fine-tuned on the VASP seeds
+    # CP2K's uncorrected scale differs, but a CHGNet prior is fine-tuned on its seeds first
+    assert prior_mismatch(chgnet, "cp2k", small, "CP2K PBE") is None
     refused = prior_mismatch(chgnet, "sevennet", small)
     assert "labelled by 'chgnet'" in refused and "\n" not in refused
     assert "embed_dim" in prior_mismatch(chgnet, "chgnet", GNoMEConfig())
@@ -156,5 +158,8 @@ def test_a_prior_from_another_oracle_or_scale_is_refused_in_one_line(other_prior
     assert "'sevennet'" in prior_mismatch(load_prior(other_prior), "vasp", small)
     _edit_card(other_prior, oracle="chgnet", energy_scale="raw PBE")
     assert "energy scale" in prior_mismatch(load_prior(other_prior), "chgnet", small)
+    _edit_card(other_prior, oracle="cp2k", energy_scale="CP2K PBE")
+    assert prior_mismatch(load_prior(other_prior), "cp2k", small, "CP2K PBE") is None
+    assert "energy scale" in prior_mismatch(load_prior(other_prior), "vasp", small)
     with pytest.raises(ValueError, match="not a prior folder"):
         load_prior(other_prior / "structural.pt")

@@ -103,6 +103,12 @@ def oracle_plugin(name: str) -> OraclePlugin:
     return plugin
 
 
+def energy_scale(oracle: str) -> str:
+    """The scale of an oracle's energies, by name (unregistered here: says so)."""
+    plugin = ORACLES.get(oracle.lower())
+    return plugin.energy_scale if plugin else f"unknown (oracle {oracle!r} is not registered)"
+
+
 def get_oracle(name: str, **settings: Any) -> Oracle:
     """Build the oracle called ``name`` with keyword arguments of its class.
 

@@ -18,6 +18,7 @@ from hullhunter.campaign_config import CampaignConfig
 from hullhunter.documents import Calculation
 from hullhunter.models.prior import Prior, load_prior, prior_mismatch
 from hullhunter.workflows.model_store import latest_ensemble, save_ensemble
+from hullhunter.workflows.oracles.registry import oracle_plugin
 from hullhunter.workflows.round.records import usable_calculations
 
 BUILTIN_PRIOR_PRESET = "small"
@@ -43,13 +44,14 @@ def campaign_prior(config: CampaignConfig, network: models.GNoMEConfig) -> Prior
     """The prior this campaign starts from, or None; a mismatched folder is refused in one line.
 
     ``builtin`` is the shipped prior where it fits (the small preset, an oracle it may
-    start: CHGNet or VASP), else none: campaigns of other oracles train from scratch.
+    start: CHGNet, VASP or CP2K), else none: campaigns of other oracles train from scratch.
     """
     choice = config.model.prior
     if choice == "none" or (choice == "builtin" and config.model.preset != BUILTIN_PRIOR_PRESET):
         return None
     prior = load_prior(None if choice == "builtin" else choice)
-    problem = prior_mismatch(prior, config.oracle.name, network)
+    scale = oracle_plugin(config.oracle.name).energy_scale
+    problem = prior_mismatch(prior, config.oracle.name, network, scale)
     if problem is None:
         return prior
     if choice == "builtin":
