@@ -21,6 +21,7 @@ from hullhunter.hull.reference import (
     elemental_energies,
     elemental_references,
     load_mp_reference_entries,
+    mp_hull_of,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "elemental_energies",
     "elemental_references",
     "load_mp_reference_entries",
+    "mp_hull_of",
     "parse_composition",
     "plot_hit_rate",
     "plot_model_error",

@@ -76,3 +76,31 @@ def elemental_energies(
         el: float(entry.energy_per_atom)
         for el, entry in elemental_references(entries, elements).items()
     }
+
+
+def mp_hull_of(elements: Iterable[str], corrected: bool = True) -> dict[str, tuple[float, float]]:
+    """MP's hull among pymatgen's MP entries made of ``elements``: for each reduced formula,
+    its lowest polymorph's formation energy and energy above the hull (eV/atom).
+
+    ``corrected`` picks the MP2020-corrected energies (the scale of CHGNet and corrected
+    VASP); False gives MP's raw PBE(+U) energies, the like-for-like comparison for an
+    uncorrected DFT code such as CP2K. Empty when MP lacks an element's reference.
+    """
+    from pymatgen.analysis.phase_diagram import PhaseDiagram
+
+    allowed = set(elements)
+    entries = [
+        entry
+        for entry in load_mp_reference_entries(apply_mp2020=corrected)
+        if {element.symbol for element in entry.composition} <= allowed
+    ]
+    if {symbol for symbol in elemental_references(entries)} != allowed:
+        return {}
+    diagram = PhaseDiagram(entries)
+    lowest: dict[str, tuple[float, float]] = {}
+    for entry in entries:
+        formula = entry.composition.reduced_formula
+        row = (diagram.get_form_energy_per_atom(entry), diagram.get_e_above_hull(entry))
+        if formula not in lowest or row[1] < lowest[formula][1]:
+            lowest[formula] = row
+    return dict(sorted(lowest.items()))

@@ -9,7 +9,7 @@ one line naming the file, the key (or line) and what is wrong.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -24,6 +24,9 @@ from pydantic import (
 from pymatgen.core.periodic_table import Element
 
 from hullhunter.generators.registry import GENERATORS, GeneratorSettings, generator_settings
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 
 class CampaignConfigError(ValueError):
@@ -40,6 +43,12 @@ class ChemicalSpace(_Strict):
     elements: list[str] = Field(default_factory=list)
     systems: list[str] = Field(default_factory=list)
     max_elements: int = Field(3, ge=1, le=6, description="most elements in one candidate")
+    max_atoms: int | None = Field(
+        None,
+        ge=1,
+        description="most atoms per cell of a seed or candidate (a DFT campaign on a laptop "
+        "keeps cells small); none: no limit",
+    )
 
     @field_validator("elements")
     @classmethod
@@ -70,6 +79,12 @@ class ChemicalSpace(_Strict):
     @property
     def all_elements(self) -> list[str]:
         return sorted(set(self.elements) | {el for s in self.systems for el in s.split("-")})
+
+    def fits(self, structure: Structure) -> bool:
+        """True when ``structure`` lies inside this space and within ``max_atoms``."""
+        if self.max_atoms is not None and len(structure) > self.max_atoms:
+            return False
+        return self.allows({element.symbol for element in structure.composition})
 
     def allows(self, elements: list[str] | set[str]) -> bool:
         """True when a crystal made of ``elements`` lies inside this space."""

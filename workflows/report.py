@@ -13,6 +13,7 @@ from hullhunter.db import connect
 from hullhunter.documents import Material, ModelVersion, Round
 from hullhunter.generators.known import NOVELTY_CLASSES
 from hullhunter.hull import (
+    mp_hull_of,
     plot_hit_rate,
     plot_model_error,
     plot_novelty,
@@ -20,11 +21,13 @@ from hullhunter.hull import (
     plot_selection_hit_rate,
     plot_ternary_hull,
 )
+from hullhunter.models.prior import ORACLE_ENERGY_SCALE
 from hullhunter.workflows.applications import run_screen
 from hullhunter.workflows.campaign import status
 from hullhunter.workflows.finetune import format_comparison
+from hullhunter.workflows.oracles.registry import energy_scale
 from hullhunter.workflows.round.hull import build_hull
-from hullhunter.workflows.round.records import SEED_ROUND
+from hullhunter.workflows.round.records import SEED_ROUND, load_campaign
 
 MAX_TERNARY_PLOTS = 6
 
@@ -126,6 +129,7 @@ def write_report(name: str, folder: Path | str) -> Path:
             file = f"hull_{chemsys}.png"
             plot_ternary_hull(hull, chemsys, folder / file)
             lines += ["", f"![{chemsys} hull]({file})"]
+    lines += _beside_mp(name)
     lines += _application_screens(name)
     lines += _learned_potential(name)
     summary = folder / "summary.md"
@@ -148,6 +152,43 @@ def _all_rounds(latest: dict) -> list[str]:
         f"{_pct(screening['recall'])}, F1 {_fraction(screening['f1'])}, "
         f"DAF {_times(screening['daf'])} (over the picks' own prevalence).",
     ]
+
+
+def _beside_mp(name: str) -> list[str]:
+    """The campaign's hull beside MP's for the compositions both hold, on matching scales:
+    MP2020-corrected for oracles on that scale, MP's raw PBE(+U) for uncorrected DFT (CP2K)."""
+    _, config = load_campaign(name)
+    scale = energy_scale(config.oracle.name)
+    corrected = scale == ORACLE_ENERGY_SCALE
+    mp = mp_hull_of(config.chemical_space.all_elements, corrected=corrected)
+    lowest: dict[str, Material] = {}
+    for material in Material.objects(campaign=name, formation_energy_per_atom__ne=None):
+        known = lowest.get(material.formula)
+        if known is None or material.energy_per_atom < known.energy_per_atom:
+            lowest[material.formula] = material
+    shared = sorted(set(lowest) & set(mp))
+    if not shared:
+        return []
+    mp_scale = "MP2020-corrected" if corrected else "raw PBE(+U), uncorrected"
+    lines = [
+        "",
+        "## The campaign's hull beside the Materials Project's",
+        "",
+        f"Formation energies (meV/atom) of each composition's lowest polymorph: the campaign's "
+        f"{config.oracle.name} energies ({scale}) against MP's {mp_scale} energies from the "
+        "entries pymatgen ships; above-hull energies are each on its own hull.",
+        "",
+        "| formula | campaign ΔHf | MP ΔHf | difference | campaign above hull | MP above hull |",
+        "|---|---|---|---|---|---|",
+    ]
+    for formula in shared:
+        material, (mp_formation, mp_above) = lowest[formula], mp[formula]
+        lines.append(
+            f"| {formula} | {_mev(material.formation_energy_per_atom)} | {_mev(mp_formation)} "
+            f"| {_mev(material.formation_energy_per_atom - mp_formation)} "
+            f"| {_mev(material.e_above_hull)} | {_mev(mp_above)} |"
+        )
+    return lines
 
 
 def _application_screens(name: str) -> list[str]:

@@ -30,6 +30,35 @@ def test_chemical_space_membership():
     assert not by_elements.allows({"Li", "Mn", "O", "P"})
 
 
+def test_max_atoms_bounds_seeds_and_candidates():
+    """A DFT campaign's ``max_atoms`` keeps larger cells out of its seeds and candidates."""
+    from pymatgen.core import Lattice, Structure
+
+    from hullhunter.workflows.round.generate import seed_candidates
+
+    small = parse_config(
+        {
+            "name": "x",
+            "chemical_space": {"elements": ["Mg", "Si"], "max_atoms": 2},
+            "seeds": {"elemental_polymorphs": 1},
+        }
+    )
+    seeds = [candidate.structure for candidate in seed_candidates(small)]
+    assert {s.composition.reduced_formula for s in seeds} == {"Mg", "Si"}
+    assert max(len(s) for s in seeds) <= 2
+    unbounded = [
+        c.structure
+        for c in seed_candidates(
+            parse_config({**small.model_dump(), "chemical_space": {"elements": ["Mg", "Si"]}})
+        )
+    ]
+    assert "Mg2Si" in {s.composition.reduced_formula for s in unbounded}
+    silicon = Structure(Lattice.cubic(5.43), ["Si"] * 8, [[i / 8] * 3 for i in range(8)])
+    space = small.chemical_space
+    pair = Structure(Lattice.cubic(5.43), ["Si"] * 2, [[0, 0, 0], [0.25, 0.25, 0.25]])
+    assert not space.fits(silicon) and space.fits(pair)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

@@ -9,6 +9,7 @@ from hullhunter.hull import (
     elemental_energies,
     elemental_references,
     load_mp_reference_entries,
+    mp_hull_of,
 )
 
 
@@ -47,3 +48,17 @@ def test_elemental_references_take_the_lowest_polymorph(make_entry) -> None:
 def test_mp_elemental_references_cover_every_element(mp_entries: list) -> None:
     elements = {el.symbol for e in mp_entries for el in e.composition}
     assert set(elemental_references(mp_entries, elements)) == elements
+
+
+def test_mp_hull_of_a_system_on_either_scale() -> None:
+    """Mg2Si lies on MP's Mg-Si hull with a negative formation energy on both scales; a
+    system MP lacks an element reference for gives nothing."""
+    raw = mp_hull_of(["Mg", "Si"], corrected=False)
+    corrected = mp_hull_of(["Mg", "Si"], corrected=True)
+    for hull in (raw, corrected):
+        formation, above = hull["Mg2Si"]
+        assert formation < -0.1 and above == pytest.approx(0, abs=1e-9)
+        assert hull["Si"] == pytest.approx((0.0, 0.0), abs=1e-9)
+    oxide_raw, oxide_corrected = (mp_hull_of(["Li", "O"], c)["Li2O"][0] for c in (False, True))
+    assert oxide_corrected < oxide_raw  # MP2020's oxide correction deepens it
+    assert mp_hull_of(["Si", "Og"]) == {}

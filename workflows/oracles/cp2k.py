@@ -11,7 +11,7 @@ DZVP-MOLOPT-SR-GTH basis from CP2K's own data files (Debian's ``cp2k-data`` puts
 ``/usr/share/cp2k``), a 400 Ry cutoff (relative 50 Ry), a Monkhorst-Pack mesh of about 1,000
 k-points per reciprocal atom (MP's relaxation density) rounded to odd divisions so that it
 holds Γ, Fermi-Dirac smearing at 300 K, and spin polarisation (ferromagnetic start, MP's
-moments) when an element of the cell is one MP treats as magnetic.
+moments) when an element of the cell is one MP treats as magnetic, or the cell is solid O2.
 
 Two choices differ from atomate2's input set, each for a measured reason:
 
@@ -236,8 +236,19 @@ def kpoint_mesh(structure: Structure, density: int) -> Kpoints:
 
 
 def spin_polarised(structure: Structure) -> bool:
-    """Whether ``structure`` holds an element MP runs with a magnetic start."""
-    return bool({element.symbol for element in structure.composition} & _magnetic_elements())
+    """Whether ``structure`` holds an element MP starts magnetic, or is solid O2 (a triplet)."""
+    elements = {element.symbol for element in structure.composition}
+    return bool(elements & _magnetic_elements()) or elements == {"O"}
+
+
+def with_initial_moments(structure: Structure) -> Structure:
+    """A copy with MP's ferromagnetic start (``magmom`` per site, 0.6 μB by default)."""
+    from pymatgen.io.vasp.sets import MPRelaxSet
+
+    moments = MPRelaxSet.CONFIG["INCAR"]["MAGMOM"]
+    start = structure.copy()
+    start.add_site_property("magmom", [moments.get(site.specie.symbol, 0.6) for site in start])
+    return start
 
 
 def _safe_folder_name(candidate_id: str) -> str:
@@ -387,6 +398,9 @@ class Cp2kOracle(Oracle):
     def _seconds_left(self) -> int | None:
         return None if self._deadline is None else int(self._deadline - time.monotonic())
 
+    def _spin(self, structure: Structure) -> bool:
+        return spin_polarised(structure) if self.spin == "auto" else bool(self.spin)
+
     def input_generator_settings(self, structure: Structure) -> dict[str, Any]:
         """atomate2's ``user_input_settings`` for ``structure``: basis, cutoffs, spin, walltime."""
         elements = [element.symbol for element in structure.composition]
@@ -395,7 +409,7 @@ class Cp2kOracle(Oracle):
             "basis_and_potential": basis_and_potential(elements, self.data_dir),
             "cutoff": self.cutoff,
             "rel_cutoff": self.rel_cutoff,
-            "spin_polarized": spin_polarised(structure) if self.spin == "auto" else self.spin,
+            "spin_polarized": self._spin(structure),
         }
         seconds_left = self._seconds_left()
         if seconds_left is not None:
@@ -422,7 +436,8 @@ class Cp2kOracle(Oracle):
         generator.user_kpoints_settings = (
             None if self.kpoint_density == 0 else kpoint_mesh(structure, self.kpoint_density)
         )
-        write_cp2k_input_set(structure, generator)
+        start = with_initial_moments(structure) if self._spin(structure) else structure
+        write_cp2k_input_set(start, generator)
         run_cp2k(
             cp2k_cmd=self.cp2k_cmd,
             max_errors=self.max_errors,

@@ -67,7 +67,7 @@ class CampaignNovelty:
 
     def __call__(self, candidate: generators.Candidate) -> bool:
         structure = candidate.structure
-        if not self.space.allows({el.symbol for el in structure.composition}):
+        if not self.space.fits(structure):
             return False
         structure.remove_oxidation_states()  # oracles and models take plain elements
         identifier = candidate_id(self.name, structure)
@@ -96,9 +96,15 @@ class CampaignNovelty:
 
 def seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
     """The campaign's known crystals: the lowest few polymorphs of each element (the hull
-    needs every elemental reference), then compounds, smallest cells first."""
+    needs every elemental reference), then compounds, smallest cells first; none larger
+    than the space's ``max_atoms``."""
     source = None if config.seeds.source == "builtin" else config.seeds.source
-    seeds = generators.load_seeds(source, elements=config.chemical_space.all_elements)
+    space = config.chemical_space
+    seeds = [
+        seed
+        for seed in generators.load_seeds(source, elements=space.all_elements)
+        if space.max_atoms is None or len(seed.structure) <= space.max_atoms
+    ]
     by_element: dict[str, list[generators.Seed]] = {}
     for seed in seeds:
         if len(seed.elements) == 1:
