@@ -144,6 +144,9 @@ def test_two_round_campaign_through_rlaunch(worker_env, tmp_path):
     summary = (report_dir / "summary.md").read_text()
     assert "| 1 |" in summary
     assert "- layered: " in summary and "- li_ion_conductor_candidates: " in summary
+    beside_mp = summary.split("## The campaign's hull beside the Materials Project's")[1]
+    assert "MP's MP2020-corrected energies" in beside_mp
+    assert re.search(r"\n\| Au \| -?0 \| -?0 \| -?0 \|", beside_mp)
     assert (report_dir / "hit_rate.png").stat().st_size > 1000
 
 

@@ -76,7 +76,9 @@ from hullhunter.workflows.oracles.vasp_custodian import (
     CUSTODIAN_DEFAULTS,
     WALLTIME_BUFFER_S,
     custodian_corrections,
+    custodian_handler,
     fresh_handlers,
+    known_handler_names,
     slurm_remaining_seconds,
 )
 
@@ -346,7 +348,7 @@ class Cp2kOracle(Oracle):
         self.data_dir = Path(data_dir or site.get("cp2k_data_dir") or default_data_dir())
         self.threads = int(threads)
         self.max_errors = int(max_errors or site.get("cp2k_max_errors") or 5)
-        self.handlers = [_handler(h) for h in (handlers or HANDLERS)]
+        self.handlers = [custodian_handler(h, HANDLERS) for h in (handlers or HANDLERS)]
         self.root_dir = Path(root_dir).resolve()
         self.maker = maker
         self.cutoff, self.rel_cutoff = cutoff, rel_cutoff
@@ -633,15 +635,6 @@ def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _handler(spec: str | ErrorHandler) -> ErrorHandler:
-    """The handler itself, or a new one of the :data:`HANDLERS` class of that name."""
-    if isinstance(spec, ErrorHandler):
-        return spec
-    if spec not in HANDLERS:
-        raise ValueError(f"unknown CP2K handler {spec!r}; choose from {', '.join(HANDLERS)}")
-    return HANDLERS[spec]()
-
-
 def _site_settings() -> dict[str, Any]:
     """``cp2k_cmd``, ``cp2k_data_dir`` and ``cp2k_max_errors`` from hullhunter's settings."""
     from hullhunter.settings import get_settings
@@ -675,12 +668,7 @@ class Cp2kSettings(OracleSettings):
     @field_validator("cp2k_handlers")
     @classmethod
     def _known_handlers(cls, names: list[str] | None) -> list[str] | None:
-        unknown = [name for name in names or () if name not in HANDLERS]
-        if unknown:
-            raise ValueError(
-                f"unknown CP2K handler(s) {', '.join(unknown)}; choose from {', '.join(HANDLERS)}"
-            )
-        return names
+        return known_handler_names(names, HANDLERS)
 
     def oracle_kwargs(self, context: OracleContext) -> dict[str, Any]:
         context.run_dir.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,7 @@ from hullhunter.workflows.oracles.vasp_custodian import (
     HANDLERS,
     WALLTIME_BUFFER_S,
     custodian_handler,
+    known_handler_names,
     slurm_remaining_seconds,
     walltime_started_now,
 )
@@ -351,13 +352,7 @@ class VaspSettings(OracleSettings):
     @field_validator("vasp_handlers")
     @classmethod
     def _known_handlers(cls, names: list[str] | None) -> list[str] | None:
-        unknown = [name for name in names or () if name not in HANDLERS]
-        if unknown:
-            raise ValueError(
-                f"unknown custodian handler(s) {', '.join(unknown)}; choose from "
-                f"{', '.join(HANDLERS)}"
-            )
-        return names
+        return known_handler_names(names)
 
     def oracle_kwargs(self, context: OracleContext) -> dict[str, Any]:
         context.run_dir.mkdir(parents=True, exist_ok=True)

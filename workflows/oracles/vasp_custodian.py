@@ -65,13 +65,26 @@ which adds up over a batch of small cells; a poll is one cheap system call) and 
 the monitors (frozen job, walltime...) every two minutes, well inside the walltime buffer."""
 
 
-def custodian_handler(spec: str | ErrorHandler) -> ErrorHandler:
-    """The handler itself, or a new one of the :data:`HANDLERS` class of that name."""
+def custodian_handler(
+    spec: str | ErrorHandler, known: dict[str, type[ErrorHandler]] = HANDLERS
+) -> ErrorHandler:
+    """The handler itself, or a new one of the class of that name in ``known``."""
     if isinstance(spec, ErrorHandler):
         return spec
-    if spec not in HANDLERS:
-        raise ValueError(f"unknown custodian handler {spec!r}; choose from {', '.join(HANDLERS)}")
-    return HANDLERS[spec]()
+    known_handler_names([spec], known)
+    return known[spec]()
+
+
+def known_handler_names(
+    names: list[str] | None, known: dict[str, type[ErrorHandler]] = HANDLERS
+) -> list[str] | None:
+    """``names`` when each is a handler of ``known`` (VASP's by default); one line if not."""
+    unknown = [name for name in names or () if name not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown custodian handler(s) {', '.join(unknown)}; choose from {', '.join(known)}"
+        )
+    return names
 
 
 def fresh_handlers(handlers: Sequence[ErrorHandler]) -> list[ErrorHandler]:
