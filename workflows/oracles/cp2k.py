@@ -12,6 +12,8 @@ DZVP-MOLOPT-SR-GTH basis from CP2K's own data files (Debian's ``cp2k-data`` puts
 k-points per reciprocal atom (MP's relaxation density) rounded to odd divisions so that it
 holds Γ, Fermi-Dirac smearing at 300 K, and spin polarisation (ferromagnetic start, MP's
 moments) when an element of the cell is one MP treats as magnetic, or the cell is solid O2.
+Optimisations stop at forces below 0.05 eV/Å and, for cells, within 0.1 GPa of zero pressure
+(:data:`OPTIMISATION_CRITERIA`).
 
 Two choices differ from atomate2's input set, each for a measured reason:
 
@@ -36,8 +38,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shlex
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -63,8 +63,8 @@ from pymatgen.core.units import Ha_to_eV, bohr_to_ang
 from pymatgen.io.vasp.inputs import Kpoints
 
 from hullhunter.frames import Frame
-from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
-from hullhunter.workflows.oracles.forcefield import ForceFieldOracle
+from hullhunter.workflows.oracles.base import ResultCallback, installed_version
+from hullhunter.workflows.oracles.dft import DftOracle, missing_program
 from hullhunter.workflows.oracles.registry import (
     OracleContext,
     OraclePlugin,
@@ -79,7 +79,6 @@ from hullhunter.workflows.oracles.vasp_custodian import (
     custodian_handler,
     fresh_handlers,
     known_handler_names,
-    slurm_remaining_seconds,
 )
 
 HANDLERS: dict[str, type[ErrorHandler]] = {
@@ -94,7 +93,9 @@ HANDLERS: dict[str, type[ErrorHandler]] = {
 }
 """atomate2's default CP2K handler set (``atomate2.cp2k.run._DEFAULT_HANDLERS``), in its order."""
 
-MAKERS = ("cell_opt", "relax")
+MOTION_SECTIONS = {"cell_opt": "CELL_OPT", "relax": "GEO_OPT"}
+"""atomate2's CP2K makers by name, and the MOTION section each one's optimiser reads."""
+MAKERS = tuple(MOTION_SECTIONS)
 ENERGY_SCALE = "CP2K PBE (GTH pseudopotentials, MOLOPT basis), uncorrected"
 DEBIAN_DATA_DIR = Path("/usr/share/cp2k")
 BASIS_FILE = "BASIS_MOLOPT"
@@ -103,6 +104,19 @@ BASIS_FAMILIES = ("DZVP-MOLOPT-SR-GTH", "DZVP-MOLOPT-GTH")
 """Basis sets tried in order: the short-range MOLOPT set is made for condensed phases."""
 OPTIMISATION_DONE = "GEOMETRY OPTIMIZATION COMPLETED"  # CP2K's line for GEO_OPT and CELL_OPT
 WALLTIME_MESSAGE = "Walltime error"  # what custodian's CP2K WalltimeHandler logs
+OPTIMISATION_CRITERIA = {
+    "MAX_FORCE": 1e-3,
+    "RMS_FORCE": 5e-4,
+    "MAX_DR": 1e-2,
+    "RMS_DR": 5e-3,
+    "MAX_ITER": 100,
+}
+"""CP2K's optimisation stops at forces below 1e-3 Ha/bohr (0.05 eV/Å, MP's usual force
+criterion) with steps below 0.01 bohr. atomate2's 4.5e-4 Ha/bohr and 3e-3 bohr never
+converged for a 1-atom Mg cell at 100 k-points per atom: the metal's smeared energy moved by
+1e-5 Ha from step to step, and the optimiser kept stepping 0.06 bohr."""
+CELL_PRESSURE_TOLERANCE_BAR = 1000
+"""A cell optimisation also stops at pressures within 1 kbar (0.1 GPa) of zero."""
 INPUT_DEFAULTS: dict[str, Any] = {
     "xc_functionals": "PBE",
     "eps_default": 1e-10,
@@ -126,15 +140,13 @@ class Cp2kSetupError(RuntimeError):
 
 def check_cp2k_command(cp2k_cmd: str) -> None:
     """Raise :class:`Cp2kSetupError` unless the command's CP2K program can be run."""
-    words = shlex.split(os.path.expandvars(cp2k_cmd))
-    programs = words[:1] + [w for w in words[1:] if Path(w).name.lower().startswith("cp2k")]
-    for program in programs:
-        if shutil.which(program) is None:
-            raise Cp2kSetupError(
-                f"CP2K command {cp2k_cmd!r}: {program!r} is not an executable on PATH; set "
-                "cp2k_cmd (HULLHUNTER_CP2K_CMD or cp2k_cmd in the hullhunter config) to the "
-                "command that runs CP2K here (Debian/Ubuntu: apt-get install cp2k)"
-            )
+    program = missing_program(cp2k_cmd, "cp2k")
+    if program is not None:
+        raise Cp2kSetupError(
+            f"CP2K command {cp2k_cmd!r}: {program!r} is not an executable on PATH; set "
+            "cp2k_cmd (HULLHUNTER_CP2K_CMD or cp2k_cmd in the hullhunter config) to the "
+            "command that runs CP2K here (Debian/Ubuntu: apt-get install cp2k)"
+        )
 
 
 def default_data_dir() -> Path:
@@ -253,10 +265,6 @@ def with_initial_moments(structure: Structure) -> Structure:
     return start
 
 
-def _safe_folder_name(candidate_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", candidate_id) or "candidate"
-
-
 @contextmanager
 def _threads(threads: int) -> Iterator[None]:
     """``OMP_NUM_THREADS`` for the CP2K processes custodian starts, restored after."""
@@ -271,7 +279,7 @@ def _threads(threads: int) -> Iterator[None]:
             os.environ["OMP_NUM_THREADS"] = previous
 
 
-class Cp2kOracle(Oracle):
+class Cp2kOracle(DftOracle):
     """DFT relaxations with CP2K: atomate2's CP2K makers run through custodian.
 
     Settings (all keywords of ``get_oracle("cp2k", ...)``):
@@ -339,8 +347,14 @@ class Cp2kOracle(Oracle):
     ) -> None:
         if maker not in MAKERS:
             raise ValueError(f"unknown CP2K maker {maker!r}; choose one of {', '.join(MAKERS)}")
-        if prerelax not in (None, "chgnet"):
-            raise ValueError(f"unknown CP2K prerelax {prerelax!r}; choose 'chgnet' or None (off)")
+        super().__init__(
+            root_dir=root_dir,
+            prerelax=prerelax,
+            prerelax_settings=prerelax_settings,
+            wall_time_s=wall_time_s,
+            walltime_buffer_s=walltime_buffer_s,
+            progress=progress,
+        )
         if spin not in ("auto", True, False):
             raise ValueError(f"CP2K spin must be 'auto', true or false, not {spin!r}")
         site = _site_settings()
@@ -349,34 +363,20 @@ class Cp2kOracle(Oracle):
         self.threads = int(threads)
         self.max_errors = int(max_errors or site.get("cp2k_max_errors") or 5)
         self.handlers = [custodian_handler(h, HANDLERS) for h in (handlers or HANDLERS)]
-        self.root_dir = Path(root_dir).resolve()
         self.maker = maker
         self.cutoff, self.rel_cutoff = cutoff, rel_cutoff
         self.kpoint_density = int(kpoint_density)
         self.spin = spin
-        self.prerelax = prerelax
-        self._prerelaxer = (
-            ForceFieldOracle(prerelax, **{"record_frames": False, **(prerelax_settings or {})})
-            if prerelax
-            else None
-        )
         self.user_input_settings = dict(user_input_settings or {})
         self.custodian_kwargs = {**CUSTODIAN_DEFAULTS, **(custodian_kwargs or {})}
-        self.wall_time_s = wall_time_s
-        self.walltime_buffer_s = walltime_buffer_s
-        self.progress = progress
-        self._deadline: float | None = None
 
     @property
     def version(self) -> str:
-        version = (
+        return self.with_prerelaxation(
             f"atomate2 {installed_version('atomate2')} custodian {installed_version('custodian')} "
             f"CP2K {self.maker} PBE {self.cutoff:g}/{self.rel_cutoff:g} Ry "
             f"{self.kpoint_density} k/atom"
         )
-        if self._prerelaxer is not None:
-            version += f" after {self._prerelaxer.version} pre-relaxation"
-        return version
 
     @property
     def known_elements(self) -> set[str]:
@@ -392,13 +392,9 @@ class Cp2kOracle(Oracle):
         """Check the command and the data files first (fail at once), then relax in turn."""
         check_cp2k_command(self.cp2k_cmd)
         basis_and_potential([], self.data_dir)  # the files exist
-        wall_time = self.wall_time_s or slurm_remaining_seconds()
-        self._deadline = None if wall_time is None else time.monotonic() + wall_time
+        self.start_batch()
         with _threads(self.threads):
             return super().relax(structures, ids, on_result)
-
-    def _seconds_left(self) -> int | None:
-        return None if self._deadline is None else int(self._deadline - time.monotonic())
 
     def _spin(self, structure: Structure) -> bool:
         return spin_polarised(structure) if self.spin == "auto" else bool(self.spin)
@@ -413,10 +409,15 @@ class Cp2kOracle(Oracle):
             "rel_cutoff": self.rel_cutoff,
             "spin_polarized": self._spin(structure),
         }
-        seconds_left = self._seconds_left()
+        optimiser = dict(OPTIMISATION_CRITERIA)
+        if self.maker == "cell_opt":
+            optimiser["PRESSURE_TOLERANCE"] = CELL_PRESSURE_TOLERANCE_BAR
+        overrides: dict[str, Any] = {"MOTION": {MOTION_SECTIONS[self.maker]: optimiser}}
+        seconds_left = self.seconds_left()
         if seconds_left is not None:
             walltime = max(seconds_left - self.walltime_buffer_s, 1)
-            settings["override_default_params"] = {"GLOBAL": {"WALLTIME": walltime}}
+            overrides["GLOBAL"] = {"WALLTIME": walltime}
+        settings["override_default_params"] = overrides
         return _merged(settings, self.user_input_settings)
 
     def _run(self, structure: Structure) -> None:
@@ -452,14 +453,7 @@ class Cp2kOracle(Oracle):
     ) -> Structure:
         """The last structure a stopped run left in ``directory``, else the (pre-relaxed) input."""
         frames = latest_trajectory(directory) if directory.exists() else []
-        if frames:
-            return frames[-1].structure
-        if self._prerelaxer is not None:
-            (result,) = self._prerelaxer.relax([structure], [candidate_id])
-            if result.structure is None:
-                raise RuntimeError(f"{self.prerelax} pre-relaxation failed: {result.error}")
-            return result.structure
-        return structure
+        return frames[-1].structure if frames else self.prerelaxed(structure, candidate_id)
 
     def relax_one(self, structure: Structure, candidate_id: str) -> OracleResult:
         """Run the CP2K job in a new job folder of the candidate's folder; report it.
@@ -470,11 +464,9 @@ class Cp2kOracle(Oracle):
         from monty.os import cd
 
         start = time.perf_counter()
-        directory = self.root_dir / _safe_folder_name(candidate_id)
-        seconds_left = self._seconds_left()
-        if seconds_left is not None and seconds_left < 2 * self.walltime_buffer_s:
-            reason = f"not started: {seconds_left} s of walltime left; rerun the batch to continue"
-            return self.failed_result(candidate_id, structure, reason, directory=str(directory))
+        directory = self.candidate_folder(candidate_id)
+        if (refused := self.not_started(candidate_id, structure)) is not None:
+            return refused
         current = self._starting_structure(structure, candidate_id, directory)
         job_dir = directory / f"job_{datetime.now():%Y-%m-%d-%H-%M-%S-%f}_{self.maker}"
         job_dir.mkdir(parents=True)

@@ -19,10 +19,6 @@ MP2020-corrected result. Custodian's handlers and the walltime plumbing are in
 
 from __future__ import annotations
 
-import os
-import re
-import shlex
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,8 +30,8 @@ from pymatgen.core import Structure
 from pymatgen.entries.compatibility import CompatibilityError, MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
-from hullhunter.workflows.oracles.base import Oracle, ResultCallback, installed_version
-from hullhunter.workflows.oracles.forcefield import ForceFieldOracle
+from hullhunter.workflows.oracles.base import ResultCallback, installed_version
+from hullhunter.workflows.oracles.dft import DftOracle, missing_program
 from hullhunter.workflows.oracles.registry import (
     OracleContext,
     OraclePlugin,
@@ -46,10 +42,8 @@ from hullhunter.workflows.oracles.result import OracleResult, failure_reason
 from hullhunter.workflows.oracles.vasp_custodian import (
     CUSTODIAN_DEFAULTS,
     HANDLERS,
-    WALLTIME_BUFFER_S,
     custodian_handler,
     known_handler_names,
-    slurm_remaining_seconds,
     walltime_started_now,
 )
 from hullhunter.workflows.oracles.vasp_jobs import (
@@ -59,8 +53,6 @@ from hullhunter.workflows.oracles.vasp_jobs import (
     latest_contcar,
     mp_gga_legs,
 )
-
-PRERELAXERS = (None, "chgnet")
 
 
 class VaspNotFoundError(RuntimeError):
@@ -80,22 +72,16 @@ def _site_settings() -> dict[str, Any]:
 
 def check_vasp_command(vasp_cmd: str) -> None:
     """Raise :class:`VaspNotFoundError` unless the command's programs can be run."""
-    words = shlex.split(os.path.expandvars(vasp_cmd))
-    programs = words[:1] + [w for w in words[1:] if Path(w).name.lower().startswith("vasp")]
-    for program in programs:
-        if shutil.which(program) is None:
-            raise VaspNotFoundError(
-                f"VASP command {vasp_cmd!r}: {program!r} is not an executable on PATH; "
-                "set vasp_cmd (HULLHUNTER_VASP_CMD or vasp_cmd in the hullhunter config) "
-                "to the command that runs vasp_std on this machine"
-            )
+    program = missing_program(vasp_cmd, "vasp")
+    if program is not None:
+        raise VaspNotFoundError(
+            f"VASP command {vasp_cmd!r}: {program!r} is not an executable on PATH; "
+            "set vasp_cmd (HULLHUNTER_VASP_CMD or vasp_cmd in the hullhunter config) "
+            "to the command that runs vasp_std on this machine"
+        )
 
 
-def _safe_folder_name(candidate_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", candidate_id) or "candidate"
-
-
-class VaspOracle(Oracle):
+class VaspOracle(DftOracle):
     """MP-compatible VASP relaxations: atomate2's MP GGA makers run through custodian.
 
     Settings (all keywords of ``get_oracle("vasp", ...)``):
@@ -155,41 +141,29 @@ class VaspOracle(Oracle):
     ) -> None:
         if maker not in MAKERS:
             raise ValueError(f"unknown VASP maker {maker!r}; choose one of {', '.join(MAKERS)}")
-        if prerelax not in PRERELAXERS:
-            raise ValueError(
-                f"unknown VASP prerelax {prerelax!r}; choose one of {PRERELAXERS} (None: off)"
-            )
+        super().__init__(
+            root_dir=root_dir,
+            prerelax=prerelax,
+            prerelax_settings=prerelax_settings,
+            wall_time_s=wall_time_s,
+            progress=progress,
+        )
         site = _site_settings()
         self.vasp_cmd = vasp_cmd or site.get("vasp_cmd") or "vasp_std"
         self.vasp_gamma_cmd = vasp_gamma_cmd or site.get("vasp_gamma_cmd") or "vasp_gam"
         self.max_errors = int(max_errors or site.get("vasp_max_errors") or 5)
         self.handlers = [custodian_handler(h) for h in (handlers or HANDLERS)]
-        self.root_dir = Path(root_dir).resolve()
         self.maker = maker
-        self.prerelax = prerelax
-        self.prerelax_settings = dict(prerelax_settings or {})
-        self._prerelaxer = (
-            ForceFieldOracle(prerelax, **{"record_frames": False, **self.prerelax_settings})
-            if prerelax
-            else None
-        )
         self.custodian_kwargs = {**CUSTODIAN_DEFAULTS, **(custodian_kwargs or {})}
         self.user_incar_settings = dict(user_incar_settings or {})
-        self.wall_time_s = wall_time_s
-        self.progress = progress
         self._compatibility = MaterialsProject2020Compatibility()
-        self._batch_wall_time: int | None = None
-        self._deadline: float | None = None
 
     @property
     def version(self) -> str:
-        version = (
+        return self.with_prerelaxation(
             f"atomate2 {installed_version('atomate2')} custodian {installed_version('custodian')} "
             f"MPGGA {self.maker}"
         )
-        if self._prerelaxer is not None:
-            version += f" after {self._prerelaxer.version} pre-relaxation"
-        return version
 
     @property
     def known_elements(self) -> set[str]:
@@ -211,16 +185,10 @@ class VaspOracle(Oracle):
         ``CUSTODIAN_WALLTIME_START``, which is set here for the batch and restored after.
         """
         check_vasp_command(self.vasp_cmd)
-        self._batch_wall_time = self.wall_time_s or slurm_remaining_seconds()
-        if self._batch_wall_time is None:
-            self._deadline = None
+        if self.start_batch() is None:
             return super().relax(structures, ids, on_result)
-        self._deadline = time.monotonic() + self._batch_wall_time
         with walltime_started_now():
             return super().relax(structures, ids, on_result)
-
-    def _seconds_left(self) -> int | None:
-        return None if self._deadline is None else int(self._deadline - time.monotonic())
 
     def _legs(self) -> list[Leg]:
         """atomate2's VASP job makers of the MP GGA flow, in run order, with our settings."""
@@ -234,24 +202,12 @@ class VaspOracle(Oracle):
         }
         return mp_gga_legs(self.maker, run_vasp_kwargs, self.user_incar_settings)
 
-    def _prerelaxed(self, structure: Structure, candidate_id: str) -> Structure:
-        """The structure after the pre-relaxation (an unconverged one is used as it is).
-
-        Through :meth:`ForceFieldOracle.relax`, which applies its ``threads`` setting.
-        """
-        (result,) = self._prerelaxer.relax([structure], [candidate_id])
-        if result.structure is None:
-            raise RuntimeError(f"{self.prerelax} pre-relaxation failed: {result.error}")
-        return result.structure
-
     def _starting_structure(
         self, structure: Structure, candidate_id: str, directory: Path
     ) -> Structure:
         """The last CONTCAR a stopped run left in ``directory``, else the (pre-relaxed) input."""
         current = latest_contcar(directory) if directory.exists() else None
-        if current is None and self._prerelaxer is not None:
-            current = self._prerelaxed(structure, candidate_id)
-        return current or structure
+        return current or self.prerelaxed(structure, candidate_id)
 
     def relax_one(self, structure: Structure, candidate_id: str) -> OracleResult:
         """Run the flow's VASP jobs one after the other, each in its own job folder.
@@ -260,11 +216,9 @@ class VaspOracle(Oracle):
         with the candidate's folder and the custodian corrections so far.
         """
         start = time.perf_counter()
-        directory = self.root_dir / _safe_folder_name(candidate_id)
-        seconds_left = self._seconds_left()
-        if seconds_left is not None and seconds_left < 2 * WALLTIME_BUFFER_S:
-            reason = f"not started: {seconds_left} s of walltime left; rerun the batch to continue"
-            return self.failed_result(candidate_id, structure, reason, directory=str(directory))
+        directory = self.candidate_folder(candidate_id)
+        if (refused := self.not_started(candidate_id, structure)) is not None:
+            return refused
         current = self._starting_structure(structure, candidate_id, directory)
         chain = JobChain(directory)
         problem = None
