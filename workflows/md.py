@@ -1,7 +1,8 @@
 """MD ionic conductivity at GNoME's protocol: NVT MD, diffusion analysis, Arrhenius fits.
 
 GNoME's ML-MD (Merchant et al. 2023): Nosé-Hoover NVT at 1,000 K, 2 fs steps, 50 ps, the
-first 10 ps discarded; diffusivity from pymatgen's ``DiffusionAnalyzer`` (smoothed="max");
+first 10 ps discarded; diffusivity from pymatgen's ``DiffusionAnalyzer`` (smoothed="max"),
+kept beside the block-averaged D reported here;
 superionic when sigma(1,000 K) > 10^1.18 mS/cm. MD runs through ASE directly rather than
 atomate2's force-field MD maker, because each run must stop early with a recorded reason
 (atoms too close, energy drift, non-finite energy) and hand unwrapped positions straight to
@@ -141,10 +142,13 @@ class MDResult:
     ``msd_a2`` against ``hop_distance_a``, or pymatgen's fit sat at its floor); "skipped"
     (nothing to simulate, e.g. no mobile ion); "failed" (stopped: atoms too close, energy
     drift, non-finite energy, a run too short or too few mobile ions to analyse).
-    Diffusivity in cm²/s, conductivity in mS/cm, as pymatgen reports them; the standard
-    deviations are block-averaged standard errors from the trajectory (``n_blocks`` blocks,
-    their diffusivities in ``block_diffusivities_cm2_s``). ``msd_a2`` is the mobile ions'
-    mean-square displacement (Å²) at a lag of half the production run (``msd_lag_ps``).
+    Diffusivity in cm²/s, conductivity in mS/cm. D is the mean of the ``n_blocks`` blocks'
+    diffusivities (``block_diffusivities_cm2_s``) and its standard deviation their standard
+    error: on independent reruns of a random walk that error matched the spread of the block
+    mean, while pymatgen's single fit (kept as ``pymatgen_diffusivity_cm2_s``, GNoME's
+    figure) spread 2.7x wider, so reporting it with the block error would understate it.
+    ``msd_a2`` is the mobile ions' mean-square displacement (Å²) at a lag of half the
+    production run (``msd_lag_ps``).
     """
 
     formula: str
@@ -164,6 +168,7 @@ class MDResult:
     msd_a2: float | None = None
     msd_lag_ps: float | None = None
     hop_distance_a: float | None = None
+    pymatgen_diffusivity_cm2_s: float | None = None
     diffusivity_cm2_s: float | None = None
     diffusivity_std_dev: float | None = None
     block_diffusivities_cm2_s: list[float] = field(default_factory=list)
@@ -357,9 +362,10 @@ def analyse_diffusion(
 
     In order: a production run no longer than the fit's 1 ps start fails as too short; a
     run whose mobile ions stay within one hop in mean square is "no_diffusion"; one with too
-    few mobile ions for ``min_obs`` fails saying so; a fit at pymatgen's floor is
-    "no_diffusion"; otherwise the run completes with block-averaged errors. The superionic
-    flag is set only at 1,000 K.
+    few mobile ions for ``min_obs``, or too short for 1 ps of fitted lags, fails saying so;
+    a fit at pymatgen's floor, or a block-averaged D that is not positive, is
+    "no_diffusion"; otherwise the run completes with the block-averaged D and its error.
+    The superionic flag is set only at 1,000 K.
     """
     if result is None:
         result = MDResult.begun(cell, mobile_ion, settings, structure=cell.as_dict())
@@ -408,19 +414,31 @@ def analyse_diffusion(
         smoothed="max",
         min_obs=settings.min_obs,
     )
-    diffusivity = float(analyzer.diffusivity)
-    if not math.isfinite(diffusivity) or diffusivity <= PYMATGEN_FLOOR_CM2_S * (1 + 1e-6):
+    pymatgen_diffusivity = float(analyzer.diffusivity)
+    if not math.isfinite(pymatgen_diffusivity) or pymatgen_diffusivity <= PYMATGEN_FLOOR_CM2_S * (
+        1 + 1e-6
+    ):
         result.status = "no_diffusion"
         result.reason = (
-            f"no diffusion: pymatgen's MSD fit sits at its floor ({diffusivity:.3g} cm²/s); "
-            f"{ion} mean-square displacement {result.msd_a2:.3g} Å²"
+            f"no diffusion: pymatgen's MSD fit sits at its floor ({pymatgen_diffusivity:.3g} "
+            f"cm²/s); {ion} mean-square displacement {result.msd_a2:.3g} Å²"
         )
         return result
+    result.pymatgen_diffusivity_cm2_s = pymatgen_diffusivity
     blocks = block_diffusivities(displacements, settings.frame_fs, settings.n_blocks)
-    factor = float(analyzer.conductivity) / diffusivity
+    result.block_diffusivities_cm2_s = blocks
+    diffusivity = float(np.mean(blocks))
+    if diffusivity <= 0:
+        result.status = "no_diffusion"
+        result.reason = (
+            f"no diffusion: the mean of the {settings.n_blocks} blocks' MSD slopes is not "
+            f"positive ({diffusivity:.3g} cm²/s); {ion} mean-square displacement "
+            f"{result.msd_a2:.3g} Å²"
+        )
+        return result
+    factor = float(analyzer.conductivity) / pymatgen_diffusivity
     result.status = "completed"
     result.diffusivity_cm2_s = diffusivity
-    result.block_diffusivities_cm2_s = blocks
     result.diffusivity_std_dev = standard_error(blocks)
     result.conductivity_ms_cm = diffusivity * factor
     result.conductivity_std_dev = result.diffusivity_std_dev * factor
@@ -435,16 +453,24 @@ def _window_problem(result: MDResult, n_frames: int, settings: MDSettings) -> st
     """Why pymatgen's smoothed="max" analysis cannot fit this long-enough run ("" if it can).
 
     It fits MSD at lags from 1 ps up to n_mobile x frames / min_obs frames (so each lag has
-    ``min_obs`` observations): few mobile ions leave no lag past the 1 ps start.
+    ``min_obs`` observations) and at most the run's length: few mobile ions leave no lag past
+    the 1 ps start, and fewer than 1 ps of lags past it make a slope of noise (a diffusing
+    Li5N2 run with 1.05 ps of production fitted a negative slope on another machine).
     """
     first = int(1000 / settings.frame_fs)
-    last = result.n_mobile * n_frames // settings.min_obs
-    if last <= first:
+    last = min(result.n_mobile * n_frames // settings.min_obs, n_frames - 1)
+    if result.n_mobile * n_frames // settings.min_obs <= first:
         return (
             f"too few mobile ions: {result.n_mobile} {result.mobile_ion} x {n_frames} frames / "
             f"min_obs {settings.min_obs} allows lags up to "
             f"{last * settings.frame_fs / 1000:.2f} ps, below the fit's 1 ps start; use a "
             "larger supercell (min_cell_width) or a smaller min_obs"
+        )
+    if last - first < first:
+        return (
+            f"too short: {result.production_ps:.2f} ps of production gives the fit lags from 1 "
+            f"to {last * settings.frame_fs / 1000:.2f} ps; it needs at least 1 ps of them "
+            "(2 ps of production); lengthen duration_ps"
         )
     if n_frames // settings.n_blocks < 4:
         return f"too short: {n_frames} frames cannot make {settings.n_blocks} blocks of 4+"
