@@ -146,7 +146,7 @@ class MDResult:
     diffusivities (``block_diffusivities_cm2_s``) and its standard deviation their standard
     error: on independent reruns of a random walk that error matched the spread of the block
     mean, while pymatgen's single fit (kept as ``pymatgen_diffusivity_cm2_s``, GNoME's
-    figure) spread 2.7x wider, so reporting it with the block error would understate it.
+    figure) spread 2.6x wider, so reporting it with the block error would understate it.
     ``msd_a2`` is the mobile ions' mean-square displacement (Å²) at a lag of half the
     production run (``msd_lag_ps``).
     """
