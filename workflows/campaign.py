@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 from collections import Counter
 from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -234,6 +236,9 @@ def run_local(
     run_dir.mkdir(parents=True, exist_ok=True)
     start_dir = Path.cwd()
     os.chdir(run_dir)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        previous = signal.signal(signal.SIGTERM, _die_with_children)
     try:
         with (run_dir / WORKER_LOG).open("a") as log:
             for _ in range(max_launches):
@@ -247,4 +252,40 @@ def run_local(
                     launch_rocket(launchpad, worker, strm_lvl="WARNING")
     finally:
         os.chdir(start_dir)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return firework_states(name, launchpad)
+
+
+def _die_with_children(signum: int, _frame: object) -> None:
+    """SIGTERM of a local run: end the programs its jobs started, then die of the signal.
+
+    A DFT code started by custodian would otherwise go on in the candidate's folder, where
+    a rerun of the lost job starts another. The run still dies of SIGTERM, so its running
+    job is found lost, as before. Under SLURM, scancel ends the whole job anyway.
+    """
+    end_session_children()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def end_session_children(timeout_s: float = 10.0) -> list[int]:
+    """Terminate (then kill, after ``timeout_s``) this process's descendants in its own
+    session; returns their pids. The embedded MongoDB runs in a session of its own and is
+    left running."""
+    session = os.getsid(0)
+    children = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if os.getsid(child.pid) == session:
+                children.append(child)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    for child in children:
+        with suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=timeout_s)
+    for child in alive:
+        with suppress(psutil.NoSuchProcess):
+            child.kill()
+    return [child.pid for child in children]

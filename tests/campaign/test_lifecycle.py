@@ -7,9 +7,11 @@ bookkeeping after it is replaced by a kill), then the documented commands repair
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 import yaml
 
@@ -112,3 +114,39 @@ def test_killed_after_add_wf_is_recorded_not_added_twice(campaign_file):
     root = Round.objects.get(campaign="crash", number=0).workflow_id
     assert root is not None
     assert Campaign.objects.get(name="crash").workflow_ids == [root]
+
+
+def ended(pid: int) -> bool:
+    """Gone, or a zombie (no init reaps orphans in some containers)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+TERMINATED_RUN = """
+import signal, subprocess, sys, time
+from hullhunter.workflows import campaign
+
+signal.signal(signal.SIGTERM, campaign._die_with_children)
+code = subprocess.Popen(["sleep", "600"])  # a DFT code custodian started
+server = subprocess.Popen(["sleep", "600"], start_new_session=True)  # as the embedded MongoDB
+print(code.pid, server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_terminated_local_run_ends_the_programs_its_jobs_started():
+    run = subprocess.Popen(
+        [sys.executable, "-c", TERMINATED_RUN], stdout=subprocess.PIPE, text=True
+    )
+    code, server = (int(pid) for pid in run.stdout.readline().split())
+    try:
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=30) == -signal.SIGTERM  # still dies of the signal: job lost
+        assert ended(code)
+        assert not ended(server)
+    finally:
+        for pid in (code, server):
+            if psutil.pid_exists(pid):
+                os.kill(pid, signal.SIGKILL)
