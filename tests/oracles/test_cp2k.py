@@ -159,3 +159,45 @@ def test_walltime_stop_resumes_from_the_last_structure(cp2k: str, tmp_path: Path
     assert relaxed.angles == pytest.approx((60, 60, 60), abs=0.5)
     stress = second.frames[-1].stress
     assert np.abs(stress).max() < 1.0  # GPa: relaxed
+
+
+def test_cp2k_started_through_mpi_gives_the_serial_energy(
+    cp2k: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cp2k_cmd`` may start CP2K through MPI, as a cluster does (``srun cp2k.psmp``): two
+    mpirun ranks relax the cell to the serial run's energy."""
+    monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT", "1")  # OpenMPI refuses root without both
+    monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    structure = silicon(shift=(0.03, 0.0, 0.0))
+    results = {}
+    for name, command in (("serial", cp2k), ("mpi", f"mpirun --oversubscribe -np 2 {cp2k}")):
+        oracle = get_oracle(
+            "cp2k", root_dir=tmp_path / name, maker="relax", cp2k_cmd=command, **CHEAP
+        )
+        (results[name],) = oracle.relax([structure], ["si"])
+        assert results[name].ok and results[name].converged, results[name].error
+    (output,) = (tmp_path / "mpi").glob("si/job_*/cp2k.out")
+    ranks = [
+        line for line in output.read_text().splitlines() if "message passing processes" in line
+    ]
+    assert ranks and ranks[0].split()[-1] == "2"
+    assert results["mpi"].energy_per_atom == pytest.approx(
+        results["serial"].energy_per_atom, abs=1e-4
+    )
+
+
+def test_cell_optimisation_out_of_steps_is_unconverged_with_its_energy(
+    cp2k: str, tmp_path: Path
+) -> None:
+    """A cell optimisation that stops at MAX_ITER keeps its steps: an unconverged result with
+    an energy and frames (custodian's Cp2kOutputValidator failed it, throwing them away)."""
+    oracle = get_oracle(
+        "cp2k",
+        root_dir=tmp_path,
+        user_input_settings={"override_default_params": {"MOTION": {"CELL_OPT": {"MAX_ITER": 1}}}},
+        **CHEAP,
+    )
+    (result,) = oracle.relax([silicon(a=5.2)], ["si-strained"])
+    assert result.ok and not result.converged, result.error
+    assert np.isfinite(result.energy_per_atom) and len(result.frames) == 1
+    assert result.frames[-1].energy_per_atom == pytest.approx(result.energy_per_atom)

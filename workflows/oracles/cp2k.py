@@ -56,10 +56,11 @@ from custodian.cp2k.handlers import (
     UnconvergedScfErrorHandler,
     WalltimeHandler,
 )
-from custodian.custodian import ErrorHandler
+from custodian.custodian import ErrorHandler, Validator
 from pydantic import Field, field_validator
 from pymatgen.core import Element, Lattice, Structure
 from pymatgen.core.units import Ha_to_eV, bohr_to_ang
+from pymatgen.io.cp2k.outputs import Cp2kOutput
 from pymatgen.io.vasp.inputs import Kpoints
 
 from hullhunter.frames import Frame
@@ -405,6 +406,15 @@ class Cp2kOracle(DftOracle):
             return self.handlers
         return [h for h in self.handlers if not isinstance(h, UnconvergedRelaxationErrorHandler)]
 
+    def _validators(self) -> list[Validator]:
+        """atomate2's validator for a position relaxation; for a cell optimisation one that
+        does not fail a run for stopping at MAX_ITER (see :class:`Cp2kFinishedValidator`)."""
+        from atomate2.cp2k.run import _DEFAULT_VALIDATORS
+
+        if self.maker == "relax":
+            return list(_DEFAULT_VALIDATORS)
+        return [Cp2kFinishedValidator()]
+
     def _spin(self, structure: Structure) -> bool:
         return spin_polarised(structure) if self.spin == "auto" else bool(self.spin)
 
@@ -454,6 +464,7 @@ class Cp2kOracle(DftOracle):
             cp2k_cmd=self.cp2k_cmd,
             max_errors=self.max_errors,
             handlers=fresh_handlers(self._handlers_for_maker()),
+            validators=self._validators(),
             custodian_kwargs=self.custodian_kwargs,
         )
 
@@ -532,6 +543,24 @@ class Cp2kOracle(DftOracle):
             directory=str(job_dir.parent),
             frames=frames,
         )
+
+
+class Cp2kFinishedValidator(Validator):
+    """CP2K ran to its end and its last SCF converged: custodian's Cp2kOutputValidator less
+    its geometry test. That test failed a cell optimisation that stopped at MAX_ITER, so
+    its steps were thrown away (two of four picks of examples/laptop-dft.yaml, 11 and 17
+    minutes each). Now it is an unconverged result with its energy and frames, which the
+    hull does not use."""
+
+    def check(self, directory: str = "./") -> bool:
+        try:
+            output = Cp2kOutput(os.path.join(directory, "cp2k.out"))
+            output.ran_successfully()
+            output.convergence()
+        except Exception:  # no output, or one pymatgen cannot read: a failed run
+            return True
+        scf_converged = output.data.get("scf_converged") or [True]
+        return not (output.completed and scf_converged[-1])
 
 
 def optimisation_converged(job_dir: Path) -> bool:
