@@ -2,17 +2,20 @@
 
 For each ternary chemical space (default Li-Co-O, Li-Mn-O, Na-Mn-O) the known ternaries are
 withheld from the seed set (from the campaign's seeds and from the known world its generators
-take parents from). Two campaigns run per space with the CHGNet oracle and the same oracle
+take parents from). Campaigns (arms) run per space with the CHGNet oracle and the same oracle
 budget per round, in-process on the embedded MongoDB:
 
 - ``screened``: the campaign as configured (GNN screen, with its exploration share);
-- ``random``: every pick random from the same kind of generated pool (exploration share 1).
+- ``random``: every pick random from the same kind of generated pool (exploration share 1);
+- ``relaxed-only`` (with ``--arms``): the screened arm with models that learn from relaxed
+  structures alone (``model.learn_generated: false``), as GNoME trained them.
 
 Per round it prints: new unique candidates, screened and exploration hit rates, the model's
 MAE on the round's relaxations, and how many withheld phases that lie on the oracle's own
 hull were rediscovered (StructureMatcher), with the oracle calls spent so far.
 
 Run: python benchmarks/flywheel.py [--rounds 6] [--top-k 10] [--spaces Li-Co-O,Li-Mn-O]
+[--arms screened,relaxed-only,random]
 (several minutes per round and arm on 2 CPU cores; --quick: 2 rounds, one space).
 The embedded MongoDB lives under a temporary HULLHUNTER_HOME unless --home is given.
 """
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ARMS = ("screened", "random")
+ARMS = ("screened", "relaxed-only", "random")
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,9 +37,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--spaces", default="Li-Co-O,Li-Mn-O,Na-Mn-O")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--top-k", type=int, default=10, help="oracle calls per round")
+    parser.add_argument("--arms", default="screened,random", help=f"some of {', '.join(ARMS)}")
     parser.add_argument("--home", type=Path, default=None, help="HULLHUNTER_HOME to use")
     parser.add_argument("--quick", action="store_true", help="2 rounds, the first space only")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.arms = args.arms.split(",")
+    unknown = sorted(set(args.arms) - set(ARMS))
+    if unknown:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    return args
 
 
 def withheld_seeds(spaces: list[frozenset[str]], folder: Path) -> tuple[Path, list[Any]]:
@@ -73,7 +82,12 @@ def campaign_config(name: str, space: str, seeds: Path, arm: str, args: argparse
                 "max_decomposition_energy": 0.05,
                 "exploration_fraction": 1.0 if arm == "random" else 0.25,
             },
-            "model": {"preset": "small", "n_models": 3, "epochs": 150},
+            "model": {
+                "preset": "small",
+                "n_models": 3,
+                "epochs": 150,
+                "learn_generated": arm != "relaxed-only",
+            },
             "oracle": {"name": "chgnet", "fmax": 0.1, "max_steps": 200, "batch_size": 6},
             "budget": {"rounds": args.rounds, "max_oracle_calls": 10_000},
         }
@@ -148,7 +162,7 @@ def rate(pair: list[int]) -> str:
 
 
 def print_table(space: str, n_targets: int, rows: dict[str, list[dict[str, Any]]]) -> None:
-    """One table per space: both arms side by side, one line per round."""
+    """One table per space: the arms side by side, one line per round."""
     print(f"\n## {space}: {n_targets} withheld phases on the oracle's hull\n")
     print(
         "| round | arm | new candidates | screened hits | exploration hits | MAE meV/atom |"
@@ -156,7 +170,7 @@ def print_table(space: str, n_targets: int, rows: dict[str, list[dict[str, Any]]
     )
     print("|---|---|---|---|---|---|---|---|")
     for index in range(max(len(r) for r in rows.values())):
-        for arm in ARMS:
+        for arm in rows:
             if index >= len(rows[arm]):
                 continue
             row = rows[arm][index]
@@ -186,7 +200,7 @@ def main() -> None:
     for space in spaces:
         rows: dict[str, list[dict[str, Any]]] = {}
         targets: list[Any] = []
-        for arm in ARMS:
+        for arm in args.arms:
             name = f"flywheel-{space.lower()}-{arm}"
             start = time.perf_counter()
             submit_campaign(campaign_config(name, space, seed_file, arm, args))

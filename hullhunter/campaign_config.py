@@ -177,6 +177,11 @@ class ModelSettings(_Strict):
         "first), 'none' (train from scratch), or a "
         "folder made by `hullhunter models pretrain` (refused if it does not fit)",
     )
+    learn_generated: bool = Field(
+        True,
+        description="also train on each relaxed candidate as generated, labelled with the "
+        "energy it relaxed to (the screen predicts that energy from that structure)",
+    )
 
 
 def oracle_section(data: Any) -> Any:

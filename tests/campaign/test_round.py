@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from pymatgen.core import Lattice, Structure
 
 from hullhunter.campaign_config import parse_config
 from hullhunter.documents import Calculation, Campaign, Candidate, ModelVersion, Round
@@ -208,3 +209,28 @@ def test_seed_round_then_compositional_candidates(database, monkeypatch):
     assert Round.objects.get(campaign="comp", number=1).counts["screen_skipped"] == {
         "missing structure or formula": 1
     }
+
+
+def test_models_learn_each_candidate_as_generated_with_its_relaxed_energy(database):
+    """The screen predicts a relaxed energy from a generated structure; training pairs teach
+    that directly. A seed is a relaxed crystal already and is not doubled."""
+    generated = Structure(Lattice.cubic(3.0), ["Cu"], [[0, 0, 0]])
+    relaxed = Structure(Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]])
+    for candidate_id, number, energy in (("seed", 0, -4.1), ("made", 1, -3.7)):
+        Candidate(
+            candidate_id=candidate_id, campaign="pairs", round=number, formula="Cu",
+            chemsys="Cu", generator="seed" if number == 0 else "saps",
+            structure=generated.as_dict(),
+        ).save()  # fmt: skip
+        Calculation(
+            candidate_id=candidate_id, campaign="pairs", round=number, oracle="chgnet",
+            state="completed", energy_per_atom=energy, structure=relaxed.as_dict(),
+        ).save()  # fmt: skip
+    calculations = retrain.usable_calculations("pairs")
+
+    structures, energies = retrain.structural_examples("pairs", calculations, True)
+    assert energies == [-4.1, -3.7, -3.7]
+    assert [s.volume for s in structures] == pytest.approx([3.6**3, 3.6**3, 3.0**3])
+    structures, energies = retrain.structural_examples("pairs", calculations, False)
+    assert energies == [-4.1, -3.7]
+    assert [s.volume for s in structures] == pytest.approx([3.6**3] * 2)

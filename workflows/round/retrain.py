@@ -1,25 +1,30 @@
 """Stage 5, retrain: new screening ensembles, warm-started from the last, on every result.
 
-Structural ensembles learn from every converged relaxation so far; with the compositional
-pipeline, a compositional ensemble learns the lowest energy of each formula. Round 0 (the
-seed round) starts from the campaign's prior (``model.prior``): the shipped ensembles
-pretrained on the known world, fine-tuned here on the campaign's relaxed seeds. Every
-model version records in its metrics the prior its lineage started from.
+Structural ensembles learn from every converged relaxation so far: its relaxed structure, and
+(``model.learn_generated``) the candidate as it was generated, labelled with the energy it
+relaxed to. The second is the screen's own question: the relaxed energy of a structure seen
+before relaxation. GNoME trained on relaxed structures only and bridged that gap with volume
+test-time augmentation, which here deepened the over-binding of generated cells (see
+``examples/quickstart.yaml``); a prior trained on known crystals alone has never seen one. With
+the compositional pipeline, a compositional ensemble learns the lowest energy of each formula.
+Round 0 (the seed round) starts from the campaign's prior (``model.prior``): the shipped
+ensembles pretrained on the known world, fine-tuned here on the campaign's relaxed seeds.
+Every model version records in its metrics the prior its lineage started from.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Structure
 
 from hullhunter import models
 from hullhunter.campaign_config import CampaignConfig
-from hullhunter.documents import Calculation
+from hullhunter.documents import Calculation, Candidate
 from hullhunter.models.prior import Prior, load_prior, prior_mismatch
 from hullhunter.workflows.model_store import latest_ensemble, save_ensemble
 from hullhunter.workflows.oracles.registry import oracle_plugin
-from hullhunter.workflows.round.records import usable_calculations
+from hullhunter.workflows.round.records import SEED_ROUND, usable_calculations
 
 BUILTIN_PRIOR_PRESET = "small"
 """The preset of the shipped prior; ``prior: builtin`` means none for other presets."""
@@ -86,23 +91,43 @@ def retrain(
     ``network`` is :func:`model_config` on this worker.
     """
     calculations = usable_calculations(name, round_number)
-    structures = [c.get_structure() for c in calculations]
+    structures, energies = structural_examples(name, calculations, config.model.learn_generated)
     start, prior = _start(name, "structural", config, network)
     ensemble, metrics = models.train_ensemble(
         structures,
-        [c.energy_per_atom for c in calculations],
+        energies,
         elemental_energies,
         config=network,
         n_models=config.model.n_models,
         init_from=start,
     )
     metrics["prior"] = prior
+    metrics["n_generated_examples"] = len(structures) - len(calculations)
     versions = {"structural": save_ensemble(name, round_number, ensemble, metrics, len(structures))}
     if "compositional" in config.pipelines:
         versions["compositional"] = retrain_compositional(
             name, round_number, config, calculations, elemental_energies, network
         )
     return versions
+
+
+def structural_examples(
+    name: str, calculations: list[Calculation], learn_generated: bool
+) -> tuple[list[Structure], list[float]]:
+    """Training pairs (structure, energy per atom): each relaxed structure, and with
+    ``learn_generated`` each generated candidate (seed round excluded: a seed is already a
+    relaxed crystal) with the energy it relaxed to."""
+    structures = [c.get_structure() for c in calculations]
+    energies = [c.energy_per_atom for c in calculations]
+    if not learn_generated:
+        return structures, energies
+    relaxed = {c.candidate_id: c.energy_per_atom for c in calculations if c.round > SEED_ROUND}
+    for candidate in Candidate.objects(campaign=name, candidate_id__in=list(relaxed)).only(
+        "candidate_id", "structure"
+    ):
+        structures.append(candidate.get_structure())
+        energies.append(relaxed[candidate.candidate_id])
+    return structures, energies
 
 
 def retrain_compositional(
