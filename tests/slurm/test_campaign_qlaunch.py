@@ -70,16 +70,21 @@ def test_campaign_through_qlaunch_on_slurm(slurm_cluster, mongo_uri, tmp_path, w
 
     database = MongoClient(mongo_uri)[db_name]
 
+    def states() -> set[str]:
+        return set(database.fireworks.distinct("state", {"spec.hullhunter_campaign": "slurm-tiny"}))
+
     def finished() -> bool:
+        # the last job marks the campaign done, then FireWorks completes its launch: wait
+        # for both (under load the second came after the first was seen)
         campaign = database.campaigns.find_one({"name": "slurm-tiny"})
-        return campaign is not None and campaign["status"] in ("completed", "failed")
+        settled = not states() & {"RUNNING", "RESERVED", "READY", "WAITING"}
+        return campaign is not None and campaign["status"] in ("completed", "failed") and settled
 
     wait_for(finished, 900, "the campaign to complete inside the SLURM job")
     assert database.campaigns.find_one({"name": "slurm-tiny"})["status"] == "completed"
     launches = list(database.launches.find({}, {"host": 1, "action": 1}))
     assert launches, "fireworks ran through the LaunchPad"
-    states = set(database.fireworks.distinct("state", {"spec.hullhunter_campaign": "slurm-tiny"}))
-    assert states == {"COMPLETED"}
+    assert states() == {"COMPLETED"}
     assert [r["number"] for r in database.rounds.find().sort("number", 1)] == [0, 1]
     assert database.calculations.count_documents({"round": 1}) >= 1
     job_logs = list((home / "fw_config" / "logs").glob("*"))
