@@ -269,17 +269,16 @@ def _die_with_children(signum: int, _frame: object) -> None:
     os.kill(os.getpid(), signum)
 
 
-def end_session_children(timeout_s: float = 10.0) -> list[int]:
+def end_session_children(timeout_s: float = 10.0) -> None:
     """Terminate (then kill, after ``timeout_s``) this process's descendants in its own
-    session; returns their pids. The embedded MongoDB runs in a session of its own and is
-    left running."""
+    session. The embedded MongoDB runs in a session of its own and is left running."""
     session = os.getsid(0)
     children = []
     for child in psutil.Process().children(recursive=True):
         try:
             if os.getsid(child.pid) == session:
                 children.append(child)
-        except (ProcessLookupError, psutil.NoSuchProcess):
+        except ProcessLookupError:  # ended since it was listed
             continue
     for child in children:
         with suppress(psutil.NoSuchProcess):
@@ -288,4 +287,3 @@ def end_session_children(timeout_s: float = 10.0) -> list[int]:
     for child in alive:
         with suppress(psutil.NoSuchProcess):
             child.kill()
-    return [child.pid for child in children]
