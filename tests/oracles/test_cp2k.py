@@ -20,9 +20,9 @@ from hullhunter.workflows.oracles.cp2k import (
     Cp2kSetupError,
     basis_and_potential,
     kpoint_mesh,
-    read_trajectory,
     spin_polarised,
 )
+from hullhunter.workflows.oracles.cp2k_output import read_trajectory
 from hullhunter.workflows.oracles.registry import oracle_section
 
 CHEAP = {"cutoff": 150, "rel_cutoff": 20, "kpoint_density": 50}
