@@ -10,9 +10,14 @@ budget per round, in-process on the embedded MongoDB:
 - ``relaxed-only`` (with ``--arms``): the screened arm with models that learn from relaxed
   structures alone (``model.learn_generated: false``), as GNoME trained them.
 
-Per round it prints: new unique candidates, screened and exploration hit rates, the model's
-MAE on the round's relaxations, and how many withheld phases that lie on the oracle's own
-hull were rediscovered (StructureMatcher), with the oracle calls spent so far.
+Per round it prints: new unique candidates (and how many each generator made: a generator
+below its limit has run out of new products), screened and exploration hit rates, the model's
+MAE on the round's relaxations, how many withheld phases that lie on the oracle's own hull
+were generated so far (a candidate as generated matches the phase: StructureMatcher, which
+ignores volume) and how many were rediscovered (a relaxation matches it), with the oracle
+calls spent so far. After each table, one line per withheld phase says where it was lost:
+never generated, generated but never picked (its predicted rank in the final pool), or
+relaxed.
 
 Run: python benchmarks/flywheel.py [--rounds 6] [--top-k 10] [--spaces Li-Co-O,Li-Mn-O]
 [--arms screened,relaxed-only,random]
@@ -48,9 +53,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def withheld_seeds(spaces: list[frozenset[str]], folder: Path) -> tuple[Path, list[Any]]:
+def withheld_seeds(spaces: list[frozenset[str]], folder: Path) -> tuple[Path, list[Any], list[Any]]:
     """The shipped seeds minus every compound whose elements are exactly one of ``spaces``,
-    written as a seed file; returns its path and the withheld seeds."""
+    written as a seed file; returns its path, the withheld seeds and the kept ones."""
     from hullhunter.generators import load_seeds
     from hullhunter.generators.seeds import write_seed_file
 
@@ -59,7 +64,7 @@ def withheld_seeds(spaces: list[frozenset[str]], folder: Path) -> tuple[Path, li
     kept = [seed for seed in seeds if seed.elements not in spaces]
     path = folder / "seeds-withheld.json.gz"
     write_seed_file(kept, path, {"benchmark": {"withheld": [s.id for s in withheld]}})
-    return path, withheld
+    return path, withheld, kept
 
 
 def campaign_config(name: str, space: str, seeds: Path, arm: str, args: argparse.Namespace):
@@ -112,14 +117,87 @@ def stable_withheld(name: str, withheld: list[Any]) -> list[Any]:
     return [r for r in relaxed if r.candidate_id in on_hull]
 
 
-def round_rows(name: str, targets: list[Any]) -> list[dict[str, Any]]:
-    """Per round: new candidates, hit rates by pick kind, MAE, rediscoveries and oracle calls."""
+def generated_matches(name: str, targets: list[Any]) -> dict[str, list[Any]]:
+    """For each target (by id), the campaign's candidates whose generated structure matches it,
+    in generation order. Only candidates of the target's reduced formula are compared."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from hullhunter.documents import Candidate
+
+    matcher = StructureMatcher()
+    matches: dict[str, list[Any]] = {}
+    for target in targets:
+        formula = target.structure.composition.reduced_formula
+        same = Candidate.objects(campaign=name, formula=formula).order_by("round", "id")
+        matches[target.candidate_id] = [
+            c for c in same if matcher.fit(c.get_structure(), target.structure)
+        ]
+    return matches
+
+
+def analogues(target: Any, known: list[Any]) -> list[str]:
+    """Formulas of the known crystals with the target's structure type (same anonymised
+    formula, StructureMatcher.fit_anonymous): the parents substitution could make it from."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    matcher = StructureMatcher()
+    anonymous = target.structure.composition.anonymized_formula
+    return sorted(
+        {
+            seed.structure.composition.reduced_formula
+            for seed in known
+            if seed.structure.composition.anonymized_formula == anonymous
+            and matcher.fit_anonymous(seed.structure, target.structure)
+        }
+    )
+
+
+def fate(name: str, target: Any, matches: list[Any], known: list[Any]) -> str:
+    """Where a withheld phase was lost: never generated (with the known crystals of its
+    structure type), never picked (with its predicted rank in the pool the last screen
+    scored), or picked and relaxed."""
+    from hullhunter.documents import Candidate
+
+    formula = target.structure.composition.reduced_formula
+    if not matches:
+        types = analogues(target, known)
+        return f"{formula}: never generated; its structure type in the known world: " + (
+            ", ".join(types) if types else "none (substitution cannot make it)"
+        )
+    first = matches[0].round
+    picked = [c for c in matches if c.selected_as]
+    if picked:
+        kinds = ", ".join(f"round {c.round} {c.selected_as}" for c in picked)
+        return f"{formula}: generated in round {first} ({len(matches)} matching), picked: {kinds}"
+    best = min(
+        (
+            c.predicted_decomposition_energy
+            for c in matches
+            if c.predicted_decomposition_energy is not None
+        ),
+        default=None,
+    )
+    if best is None:
+        return f"{formula}: generated in round {first} ({len(matches)} matching), never scored"
+    pool = Candidate.objects(campaign=name, status="rejected")
+    rank = pool.filter(predicted_decomposition_energy__lt=best).count() + 1
+    return (
+        f"{formula}: generated in round {first} ({len(matches)} matching), never picked; "
+        f"best predicted decomposition energy {1000 * best:.0f} meV/atom, "
+        f"rank {rank} of {pool.count()} in the last screen's pool"
+    )
+
+
+def round_rows(name: str, targets: list[Any], generated: dict[str, list[Any]]) -> list[dict]:
+    """Per round: new candidates, hit rates by pick kind, MAE, targets generated so far,
+    rediscoveries and oracle calls."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from hullhunter.documents import Calculation, Candidate, Round
     from hullhunter.workflows.round.records import EXPLORATION, SCREENED
 
     matcher = StructureMatcher()
+    first_generated = [found[0].round for found in generated.values() if found]
     found: set[str] = set()
     calls = 0
     rows = []
@@ -127,7 +205,9 @@ def round_rows(name: str, targets: list[Any]) -> list[dict[str, Any]]:
         if number == 0:
             calls += Calculation.objects(campaign=name, round=0).count()
             continue
-        metrics = Round.objects.get(campaign=name, number=number).metrics
+        round_doc = Round.objects.get(campaign=name, number=number)
+        metrics = round_doc.metrics
+        by_generator = round_doc.counts.get("generated", {})
         calcs = list(Calculation.objects(campaign=name, round=number))
         calls += len(calcs)
         selection = metrics.get("selection", {})
@@ -146,9 +226,13 @@ def round_rows(name: str, targets: list[Any]) -> list[dict[str, Any]]:
             {
                 "round": number,
                 "generated": Candidate.objects(campaign=name, round=number).count(),
+                "by_generator": "/".join(
+                    str(by_generator.get(g, 0)) for g in ("substitution", "saps", "prototype")
+                ),
                 "screened": hits[SCREENED],
                 "exploration": hits[EXPLORATION],
                 "mae": metrics.get("model_mae_ev_per_atom"),
+                "generated_targets": sum(first <= number for first in first_generated),
                 "rediscovered": len(found),
                 "calls": calls,
             }
@@ -161,14 +245,17 @@ def rate(pair: list[int]) -> str:
     return f"{hits}/{picks} ({100 * hits / picks:.0f}%)" if picks else "-"
 
 
-def print_table(space: str, n_targets: int, rows: dict[str, list[dict[str, Any]]]) -> None:
-    """One table per space: the arms side by side, one line per round."""
+def print_table(
+    space: str, n_targets: int, rows: dict[str, list[dict[str, Any]]], fates: dict[str, list[str]]
+) -> None:
+    """One table per space: the arms side by side, one line per round; then each withheld
+    phase's fate per arm."""
     print(f"\n## {space}: {n_targets} withheld phases on the oracle's hull\n")
     print(
-        "| round | arm | new candidates | screened hits | exploration hits | MAE meV/atom |"
-        " rediscovered | oracle calls |"
+        "| round | arm | new candidates | subst./SAPS/proto. | screened hits | exploration hits |"
+        " MAE meV/atom | generated | rediscovered | oracle calls |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for index in range(max(len(r) for r in rows.values())):
         for arm in rows:
             if index >= len(rows[arm]):
@@ -176,10 +263,15 @@ def print_table(space: str, n_targets: int, rows: dict[str, list[dict[str, Any]]
             row = rows[arm][index]
             mae = f"{1000 * row['mae']:.0f}" if row["mae"] is not None else "-"
             print(
-                f"| {row['round']} | {arm} | {row['generated']} | {rate(row['screened'])} | "
-                f"{rate(row['exploration'])} | {mae} | {row['rediscovered']}/{n_targets} | "
-                f"{row['calls']} |"
+                f"| {row['round']} | {arm} | {row['generated']} | {row['by_generator']} | "
+                f"{rate(row['screened'])} | "
+                f"{rate(row['exploration'])} | {mae} | {row['generated_targets']}/{n_targets} | "
+                f"{row['rediscovered']}/{n_targets} | {row['calls']} |"
             )
+    for arm, lines in fates.items():
+        print(f"\n{arm}:")
+        for line in lines:
+            print(f"- {line}")
 
 
 def main() -> None:
@@ -195,10 +287,11 @@ def main() -> None:
 
     connect()
     spaces = args.spaces.split(",")
-    seed_file, withheld = withheld_seeds([frozenset(s.split("-")) for s in spaces], home)
+    seed_file, withheld, known = withheld_seeds([frozenset(s.split("-")) for s in spaces], home)
     print(f"HULLHUNTER_HOME={home}; withheld {len(withheld)} known ternaries")
     for space in spaces:
         rows: dict[str, list[dict[str, Any]]] = {}
+        fates: dict[str, list[str]] = {}
         targets: list[Any] = []
         for arm in args.arms:
             name = f"flywheel-{space.lower()}-{arm}"
@@ -210,9 +303,11 @@ def main() -> None:
             if not targets:
                 mine = [s for s in withheld if s.elements == frozenset(space.split("-"))]
                 targets = stable_withheld(name, mine)
-            rows[arm] = round_rows(name, targets)
+            generated = generated_matches(name, targets)
+            rows[arm] = round_rows(name, targets, generated)
+            fates[arm] = [fate(name, t, generated[t.candidate_id], known) for t in targets]
             print(f"{name}: {time.perf_counter() - start:.0f} s")
-        print_table(space, len(targets), rows)
+        print_table(space, len(targets), rows, fates)
 
 
 if __name__ == "__main__":
