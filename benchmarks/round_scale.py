@@ -14,23 +14,33 @@ then times, in this process:
 - **screen**: the round's screen stage (read the pool in chunks, predict with the prior at
   the generated volume, decomposition energies against the hull, bulk writes, selection);
 - **select again**: the same stage rerun: every candidate already scored by the model, so it
-  measures reading, hull and selection alone.
+  measures reading, hull and selection alone;
+- **screen, W workers** (``--workers``, default 2): the fanned-out screen a campaign runs when
+  its pool exceeds ``screening.shard_size``: the pool cut into W shards
+  (``pool_shards``), each scored by the campaign's own ``score_job`` code in its own process
+  at the same time (as W FireWorks workers would; processes started and imports done before
+  the clock starts, as in a running rlaunch), then one ``select_job``-style selection. The
+  picks must equal the one-worker screen's; the script says whether they do.
 
-Peak memory is the largest resident-set increase over the stage (sampled every 20 ms).
-Screening with several workers (fan-out) is not built yet, so it is not measured.
+Peak memory is the largest resident-set increase over the stage (sampled every 20 ms; the
+workers' memory is not in the fan-out's figure).
 
 Usage::
 
     python benchmarks/round_scale.py --quick          # 2,000 and 20,000 candidates
     python benchmarks/round_scale.py                  # 10,000 and 100,000
     python benchmarks/round_scale.py --sizes 1000000  # as asked (hours on 2 cores)
+    python benchmarks/round_scale.py --workers 4      # a fan-out over 4 processes
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gzip
 import json
+import math
+import multiprocessing
 import os
 import random
 import tempfile
@@ -51,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--quick", action="store_true", help="2,000 and 20,000 candidates")
     parser.add_argument("--home", type=Path, default=None, help="HULLHUNTER_HOME to use")
+    parser.add_argument("--workers", type=int, default=2, help="processes of the fanned-out screen")
     return parser.parse_args()
 
 
@@ -139,7 +150,46 @@ def set_up(name: str, config: Any) -> list[Any]:
     return [s for s in seeds if len(s.structure) <= 16]
 
 
-def run_size(n: int) -> dict[str, float]:
+def start_worker() -> None:
+    """A screening worker's start: one torch thread, the imports and the database connection
+    done once, as in a running rlaunch."""
+    torch.set_num_threads(1)
+    from hullhunter.db import connect
+
+    connect()
+
+
+def score_in_worker(name: str, lower: str | None, upper: str | None) -> tuple[int, float, float]:
+    """One shard scored by the campaign's score_job code; (candidates read, start, end)."""
+    from hullhunter.workflows.jobs import score_job
+
+    began = time.time()
+    read = score_job.original(name, 1, lower, upper)
+    return read, began, time.time()
+
+
+def fanned_out_screen(
+    name: str, config: Any, workers: concurrent.futures.ProcessPoolExecutor, n_workers: int
+) -> tuple[float, float, list[str]]:
+    """The pool scored anew in ``n_workers`` shards at once, then selected in this process:
+    (seconds scoring, seconds selecting, picks)."""
+    from hullhunter.documents import Candidate
+    from hullhunter.workflows.round.screen import pool_query, pool_shards, screen
+
+    collection = Candidate._get_collection()
+    pool_size = collection.count_documents(pool_query(name))
+    collection.update_many({"campaign": name}, {"$unset": {"scored_by_model": ""}})
+    shards = pool_shards(name, 1, math.ceil(pool_size / n_workers))
+    runs = list(workers.map(score_in_worker, *zip(*[(name, *s) for s in shards], strict=True)))
+    scoring = max(end for _, _, end in runs) - min(began for _, began, _ in runs)
+    began = time.perf_counter()
+    picks = screen(name, 1, config, torch_threads=1)
+    return scoring, time.perf_counter() - began, picks
+
+
+def run_size(
+    n: int, workers: concurrent.futures.ProcessPoolExecutor, n_workers: int
+) -> dict[str, float]:
     from hullhunter.campaign_config import parse_config
     from hullhunter.documents import Candidate
     from hullhunter.workflows.round.generate import CampaignNovelty, store_new_candidates
@@ -171,10 +221,18 @@ def run_size(n: int) -> dict[str, float]:
     Candidate.objects(campaign=name, status="selected").update(set__status="rejected")
     seconds, mib, _ = timed(lambda: screen(name, 1, config, torch_threads=1))
     figures |= {"select_s": seconds, "select_mib": mib}
+    Candidate.objects(campaign=name, status="selected").update(set__status="rejected")
+    scoring, selecting, fanned = fanned_out_screen(name, config, workers, n_workers)
+    figures |= {
+        "fanout_score_s": scoring,
+        "fanout_select_s": selecting,
+        "fanout_s": scoring + selecting,
+        "same_picks": float(sorted(fanned) == sorted(picked)),
+    }
     return figures
 
 
-def print_table(rows: list[dict[str, float]]) -> None:
+def print_table(rows: list[dict[str, float]], n_workers: int) -> None:
     print(
         f"\n{'candidates':>10} | {'generate+dedup+store':>22} | {'screen':>22} | "
         f"{'select again':>22} | duplicates"
@@ -190,6 +248,17 @@ def print_table(rows: list[dict[str, float]]) -> None:
     for stage in ("generate", "screen", "select"):
         growth = (last[f"{stage}_s"] / last["n"]) / (first[f"{stage}_s"] / first["n"])
         print(f"{stage}: per-candidate cost x{growth:.2f} from {first['n']:,} to {last['n']:,}")
+    print(
+        f"\n{'candidates':>10} | {'screen, 1 worker s':>18} | "
+        f"{f'screen, {n_workers} workers s':>19} | {'of which select':>15} | "
+        f"{'throughput ratio':>16} | same picks"
+    )
+    for row in rows:
+        print(
+            f"{row['n']:>10,} | {row['screen_s']:>18.1f} | {row['fanout_s']:>19.1f} | "
+            f"{row['fanout_select_s']:>15.1f} | {row['screen_s'] / row['fanout_s']:>16.2f} | "
+            f"{'yes' if row['same_picks'] else 'NO'}"
+        )
 
 
 def main() -> None:
@@ -202,11 +271,17 @@ def main() -> None:
 
     connect()
     print(f"HULLHUNTER_HOME={home}; torch 1 thread; sizes {sizes}")
+    os.environ.setdefault("HULLHUNTER_TORCH_THREADS", "1")
     rows = []
-    for n in sizes:
-        rows.append(run_size(n))
-        print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()})
-    print_table(rows)
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        args.workers, mp_context=spawn, initializer=start_worker
+    ) as workers:
+        list(workers.map(time.sleep, [1.0] * args.workers))  # every worker started
+        for n in sizes:
+            rows.append(run_size(n, workers, args.workers))
+            print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()})
+    print_table(rows, args.workers)
     if args.home is None:  # the temporary home's embedded MongoDB goes with it
         from hullhunter.server import LocalServer
         from hullhunter.settings import get_settings

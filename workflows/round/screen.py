@@ -43,15 +43,17 @@ class Scored(NamedTuple):
     decomposition_energy: float
 
 
-POOL_FIELDS = (
-    "candidate_id",
-    "formula",
-    "pipeline",
-    "structure",
-    "predicted_energy_per_atom",
-    "scored_by_model",
-)
-"""What the screen reads of a pool candidate (raw documents, never whole mongoengine objects)."""
+POOL_FIELDS = {
+    "candidate_id": 1,
+    "formula": 1,
+    "pipeline": 1,
+    "predicted_energy_per_atom": 1,
+    "scored_by_model": 1,
+    "has_structure": {"$eq": [{"$type": "$structure.lattice"}, "object"]},
+}
+"""What the screen reads of a pool candidate (raw documents, never whole mongoengine objects).
+The structure itself is read only for the candidates the model has not scored: decoding it
+was most of the time of a pass over a scored pool (2.7 of 4.7 s at 20,000 candidates)."""
 
 
 def screen(
@@ -153,7 +155,7 @@ def scored_pool(
         if not chunk:
             break
         last_id = chunk[-1]["_id"]
-        usable = [doc for doc in chunk if doc.get("structure") and doc.get("formula")]
+        usable = [doc for doc in chunk if doc["has_structure"] and doc.get("formula")]
         skipped += len(chunk) - len(usable)
         if not usable:
             continue
@@ -164,7 +166,8 @@ def scored_pool(
         ]
         if unscored:
             ensemble = ensemble or _newest_ensemble(name, torch_threads)
-            _predict(ensemble, unscored, version, config.screening.tta)
+            structures = _structures([doc["_id"] for doc in unscored])
+            _predict(ensemble, unscored, structures, version, config.screening.tta)
         energies = [doc["predicted_energy_per_atom"] for doc in usable]
         decomposition = hull.decomposition_energy([doc["formula"] for doc in usable], energies)
         collection.bulk_write(
@@ -188,9 +191,21 @@ def _newest_ensemble(name: str, torch_threads: int | None) -> Ensemble:
     return ensemble
 
 
-def _predict(ensemble: Ensemble, docs: list[dict[str, Any]], version: int, tta: bool) -> None:
-    """Predict the documents' energies, set them on the documents and in one bulk write."""
-    structures = [Structure.from_dict(doc["structure"]) for doc in docs]
+def _structures(ids: list[ObjectId]) -> list[Structure]:
+    """The structures of the candidates with these ``_id``s, in that order."""
+    found = Candidate._get_collection().find({"_id": {"$in": ids}}, projection=["structure"])
+    by_id = {doc["_id"]: doc["structure"] for doc in found}
+    return [Structure.from_dict(by_id[identifier]) for identifier in ids]
+
+
+def _predict(
+    ensemble: Ensemble,
+    docs: list[dict[str, Any]],
+    structures: list[Structure],
+    version: int,
+    tta: bool,
+) -> None:
+    """Predict the structures' energies, set them on their documents and in one bulk write."""
     prediction = ensemble.predict(structures, tta=tta, progress=False)
     updates = []
     for doc, energy, spread in zip(docs, prediction.energy_per_atom, prediction.iqr, strict=True):
