@@ -6,11 +6,13 @@ their CHGNet energies (the prior's labels) and whose structural model is the shi
 then times, in this process:
 
 - **generate + dedup + store**: N candidates through the round's real path (the campaign's
-  novelty test: space check and deduplication against the campaign, then bulk inserts).
+  novelty test: space check and deduplication against the campaign, then bulk inserts;
+  the novelty test starts afresh, reloading from MongoDB, each time it has taken
+  ``--max-remembered`` structures, and the table counts those resets).
   They are synthetic, made cheaply from real parents: a shipped seed of at most 16 atoms
-  inside the space, its elements mapped at random onto the space's (a random decoration of
-  a real structure), so generation itself costs almost nothing and the stage measures the
-  campaign's side of it;
+  and 3 elements (any elements), its elements mapped at random onto the space's (a random
+  decoration of a real structure), so generation itself costs almost nothing and the stage
+  measures the campaign's side of it;
 - **screen**: the round's screen stage (read the pool in chunks, predict with the prior at
   the generated volume, decomposition energies against the hull, bulk writes, selection);
 - **select again**: the same stage rerun: every candidate already scored by the model, so it
@@ -62,6 +64,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="2,000 and 20,000 candidates")
     parser.add_argument("--home", type=Path, default=None, help="HULLHUNTER_HOME to use")
     parser.add_argument("--workers", type=int, default=2, help="processes of the fanned-out screen")
+    parser.add_argument(
+        "--max-remembered",
+        type=int,
+        default=None,
+        help="structures the novelty test keeps before it starts afresh (default: the campaign's)",
+    )
     return parser.parse_args()
 
 
@@ -118,7 +126,10 @@ def synthetic_candidates(parents: list[Any], seed: int) -> Iterator[Any]:
 
 
 def set_up(name: str, config: Any) -> list[Any]:
-    """The campaign, its reference hull (seed energies from the prior's labels) and model."""
+    """The campaign, its reference hull (seed energies from the prior's labels) and model;
+    returns the parents of the synthetic candidates: every shipped seed of at most 16 atoms
+    and 3 elements, any elements (the known world the real generators take parents from;
+    the space's own seeds alone run out of distinct decorations near 10^5)."""
     from hullhunter.documents import Calculation, Campaign, chemsys_of, structure_dict
     from hullhunter.generators import load_seeds
     from hullhunter.models.prior import load_prior
@@ -147,7 +158,7 @@ def set_up(name: str, config: Any) -> list[Any]:
             converged=True,
         ).save()
     save_ensemble(name, 0, prior.structural, metrics={}, n_train=0)
-    return [s for s in seeds if len(s.structure) <= 16]
+    return [seed for seed in load_seeds() if len(seed.structure) <= 16 and len(seed.elements) <= 3]
 
 
 def start_worker() -> None:
@@ -188,7 +199,7 @@ def fanned_out_screen(
 
 
 def run_size(
-    n: int, workers: concurrent.futures.ProcessPoolExecutor, n_workers: int
+    n: int, workers: concurrent.futures.ProcessPoolExecutor, args: argparse.Namespace
 ) -> dict[str, float]:
     from hullhunter.campaign_config import parse_config
     from hullhunter.documents import Candidate
@@ -206,6 +217,8 @@ def run_size(
     )
     parents = set_up(name, config)
     novelty = CampaignNovelty(name, config.chemical_space)
+    if args.max_remembered is not None:
+        novelty.max_remembered = args.max_remembered
 
     def generate() -> int:
         stream = (c for c in synthetic_candidates(parents, seed=n) if novelty(c))
@@ -215,14 +228,14 @@ def run_size(
     figures: dict[str, float] = {"n": n}
     seconds, mib, stored = timed(generate)
     figures |= {"generate_s": seconds, "generate_mib": mib, "stored": stored}
-    figures["duplicates"] = novelty.duplicates
+    figures |= {"duplicates": novelty.duplicates, "resets": novelty.resets}
     seconds, mib, picked = timed(lambda: screen(name, 1, config, torch_threads=1))
     figures |= {"screen_s": seconds, "screen_mib": mib, "picked": len(picked)}
     Candidate.objects(campaign=name, status="selected").update(set__status="rejected")
     seconds, mib, _ = timed(lambda: screen(name, 1, config, torch_threads=1))
     figures |= {"select_s": seconds, "select_mib": mib}
     Candidate.objects(campaign=name, status="selected").update(set__status="rejected")
-    scoring, selecting, fanned = fanned_out_screen(name, config, workers, n_workers)
+    scoring, selecting, fanned = fanned_out_screen(name, config, workers, args.workers)
     figures |= {
         "fanout_score_s": scoring,
         "fanout_select_s": selecting,
@@ -235,7 +248,7 @@ def run_size(
 def print_table(rows: list[dict[str, float]], n_workers: int) -> None:
     print(
         f"\n{'candidates':>10} | {'generate+dedup+store':>22} | {'screen':>22} | "
-        f"{'select again':>22} | duplicates"
+        f"{'select again':>22} | duplicates | novelty resets"
     )
     print(f"{'':>10} | " + " | ".join([f"{'ms/cand.':>10} {'peak MiB':>11}"] * 3) + " |")
     for row in rows:
@@ -243,7 +256,10 @@ def print_table(rows: list[dict[str, float]], n_workers: int) -> None:
             f"{1000 * row[f'{stage}_s'] / row['n']:>10.3f} {row[f'{stage}_mib']:>11.0f}"
             for stage in ("generate", "screen", "select")
         ]
-        print(f"{row['n']:>10,} | " + " | ".join(cells) + f" | {row['duplicates']:,}")
+        print(
+            f"{row['n']:>10,} | " + " | ".join(cells) + f" | {row['duplicates']:>10,} | "
+            f"{row['resets']}"
+        )
     first, last = rows[0], rows[-1]
     for stage in ("generate", "screen", "select"):
         growth = (last[f"{stage}_s"] / last["n"]) / (first[f"{stage}_s"] / first["n"])
@@ -279,7 +295,7 @@ def main() -> None:
     ) as workers:
         list(workers.map(time.sleep, [1.0] * args.workers))  # every worker started
         for n in sizes:
-            rows.append(run_size(n, workers, args.workers))
+            rows.append(run_size(n, workers, args))
             print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()})
     print_table(rows, args.workers)
     if args.home is None:  # the temporary home's embedded MongoDB goes with it

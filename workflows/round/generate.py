@@ -47,6 +47,10 @@ def generate(name: str, round_number: int, config: CampaignConfig) -> dict[str, 
     return counts
 
 
+MAX_REMEMBERED = 100_000
+"""Structures a round's novelty test keeps in memory before it starts afresh (about 1 GB)."""
+
+
 class CampaignNovelty:
     """The test a generated candidate must pass: inside the space, no duplicate of any
     candidate the campaign has (this round's included).
@@ -54,16 +58,28 @@ class CampaignNovelty:
     Earlier candidates are read from MongoDB one deduplication bucket (reduced formula) at
     a time, the first time a candidate of that formula comes by. Asking again about the
     same accepted candidate answers yes, so a generator and the registry may both ask.
+
+    Memory stays bounded: once the deduplicator has taken ``max_remembered`` structures
+    since it was made, it is replaced by an empty one, which reloads buckets from MongoDB as
+    their formulas come by again. The candidates accepted but not yet written
+    (:meth:`release`, :meth:`stored`) are carried over with their buckets, so a reset never
+    lets a duplicate of one through.
     """
 
-    def __init__(self, name: str, space: ChemicalSpace) -> None:
+    def __init__(
+        self, name: str, space: ChemicalSpace, max_remembered: int = MAX_REMEMBERED
+    ) -> None:
         self.name = name
         self.space = space
+        self.max_remembered = max_remembered
         self.dedup = generators.Deduplicator()
         self.loaded: set[str] = set()
         self.keys: dict[str, str] = {}  # deduplication bucket of each accepted candidate
         self.accepted: dict[str, generators.Candidate] = {}
+        self.unstored: dict[str, tuple[str, Structure]] = {}  # released, not yet written
         self.duplicates = 0
+        self.resets = 0
+        self.carried = 0  # structures the deduplicator held right after its last reset
 
     def __call__(self, candidate: generators.Candidate) -> bool:
         structure = candidate.structure
@@ -73,13 +89,10 @@ class CampaignNovelty:
         identifier = candidate_id(self.name, structure)
         if self.accepted.get(identifier) is candidate:
             return True
+        if len(self.dedup) >= self.carried + self.max_remembered:
+            self._start_afresh()
         key = dedup_key(self.dedup, structure)
-        if key not in self.loaded:
-            self.loaded.add(key)
-            for earlier in CandidateDocument.objects(campaign=self.name, dedup_key=key).only(
-                "candidate_id", "structure"
-            ):
-                self.dedup.add(earlier.get_structure(), earlier.candidate_id)
+        self._load(key)
         if self.dedup.add(structure, identifier) is not None:
             self.duplicates += 1
             return False
@@ -87,11 +100,40 @@ class CampaignNovelty:
         self.accepted[identifier] = candidate
         return True
 
+    def _load(self, key: str) -> None:
+        """The campaign's stored candidates of one bucket, into the deduplicator (once)."""
+        if key in self.loaded:
+            return
+        self.loaded.add(key)
+        for earlier in CandidateDocument.objects(campaign=self.name, dedup_key=key).only(
+            "candidate_id", "structure"
+        ):
+            self.dedup.add(earlier.get_structure(), earlier.candidate_id)
+
+    def _start_afresh(self) -> None:
+        """An empty deduplicator holding only what MongoDB does not have yet."""
+        self.dedup = generators.Deduplicator()
+        self.loaded = set()
+        self.resets += 1
+        waiting = [(self.keys[i], c.structure, i) for i, c in self.accepted.items()]
+        waiting += [(key, structure, i) for i, (key, structure) in self.unstored.items()]
+        for key, structure, identifier in waiting:
+            self._load(key)
+            self.dedup.add(structure, identifier)
+        self.carried = len(self.dedup)
+
     def release(self, identifier: str) -> str:
         """The deduplication bucket of an accepted candidate about to be stored; the
-        candidate itself is let go (its structure stays in the deduplicator)."""
-        self.accepted.pop(identifier, None)
-        return self.keys.pop(identifier)
+        candidate is let go, remembered as unstored until :meth:`stored` says it is written."""
+        candidate = self.accepted.pop(identifier)
+        key = self.keys.pop(identifier)
+        self.unstored[identifier] = (key, candidate.structure)
+        return key
+
+    def stored(self, identifiers: Iterable[str]) -> None:
+        """These released candidates are in MongoDB now."""
+        for identifier in identifiers:
+            self.unstored.pop(identifier, None)
 
 
 def seed_candidates(config: CampaignConfig) -> Iterator[generators.Candidate]:
@@ -243,11 +285,16 @@ def store_new_candidates(
         pending.append(candidate_document(name, round_number, candidate, identifier, key))
         counts[candidate.generator] += 1
         if len(pending) >= STORE_CHUNK:
-            CandidateDocument.objects.insert(pending, load_bulk=False)
+            _insert(pending, novelty)
             pending = []
     if pending:
-        CandidateDocument.objects.insert(pending, load_bulk=False)
+        _insert(pending, novelty)
     return dict(counts)
+
+
+def _insert(documents: list[CandidateDocument], novelty: CampaignNovelty) -> None:
+    CandidateDocument.objects.insert(documents, load_bulk=False)
+    novelty.stored(document.candidate_id for document in documents)
 
 
 def candidate_document(
