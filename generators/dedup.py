@@ -96,6 +96,15 @@ class Deduplicator:
         Returns the id of the earlier structure it duplicates (its group's first member), or
         None when it is new.
         """
+        return self._add(structure, key_id, search=True)
+
+    def remember(self, structure: Structure, key_id: str) -> None:
+        """Remember ``structure`` as ``key_id`` without looking for a duplicate: for
+        structures already known to be distinct (a campaign's stored candidates, reloaded),
+        which would otherwise be searched against each other again."""
+        self._add(structure, key_id, search=False)
+
+    def _add(self, structure: Structure, key_id: str, search: bool) -> str | None:
         numbers = _atomic_numbers(structure)
         lattice = np.round(structure.lattice.matrix, _ROUND)
         frac = np.round(structure.frac_coords % 1.0, _ROUND) % 1.0
@@ -111,7 +120,7 @@ class Deduplicator:
         skeleton = self._skeletons.get(skeleton_key)
         if skeleton is None:
             skeleton = self._skeletons[skeleton_key] = _Skeleton(lattice, frac)
-        match = self._first_match(structure, numbers, skeleton, bucket)
+        match = self._first_match(structure, numbers, skeleton, bucket) if search else None
         if match is None:
             skeleton.add(bucket, len(bucket.ids), numbers)
             bucket.add_member(key_id, structure, skeleton, numbers)

@@ -105,10 +105,13 @@ class CampaignNovelty:
         if key in self.loaded:
             return
         self.loaded.add(key)
-        for earlier in CandidateDocument.objects(campaign=self.name, dedup_key=key).only(
-            "candidate_id", "structure"
-        ):
-            self.dedup.add(earlier.get_structure(), earlier.candidate_id)
+        earlier = CandidateDocument._get_collection().find(
+            {"campaign": self.name, "dedup_key": key}, projection=["candidate_id", "structure"]
+        )
+        for document in earlier:  # distinct already: remembered, not searched again
+            self.dedup.remember(
+                Structure.from_dict(document["structure"]), document["candidate_id"]
+            )
 
     def _start_afresh(self) -> None:
         """An empty deduplicator holding only what MongoDB does not have yet."""
