@@ -48,6 +48,7 @@ POOL_FIELDS = {
     "formula": 1,
     "pipeline": 1,
     "predicted_energy_per_atom": 1,
+    "predicted_decomposition_energy": 1,
     "scored_by_model": 1,
     "has_structure": {"$eq": [{"$type": "$structure.lattice"}, "object"]},
 }
@@ -170,13 +171,13 @@ def scored_pool(
             _predict(ensemble, unscored, structures, version, config.screening.tta)
         energies = [doc["predicted_energy_per_atom"] for doc in usable]
         decomposition = hull.decomposition_energy([doc["formula"] for doc in usable], energies)
-        collection.bulk_write(
-            [
-                UpdateOne({"_id": doc["_id"]}, {"$set": {"predicted_decomposition_energy": e}})
-                for doc, e in zip(usable, decomposition.tolist(), strict=True)
-            ],
-            ordered=False,
-        )
+        changed = [
+            UpdateOne({"_id": doc["_id"]}, {"$set": {"predicted_decomposition_energy": e}})
+            for doc, e in zip(usable, decomposition.tolist(), strict=True)
+            if doc.get("predicted_decomposition_energy") != e  # a selection pass writes none
+        ]
+        if changed:
+            collection.bulk_write(changed, ordered=False)
         for doc, e_d in zip(usable, decomposition.tolist(), strict=True):
             yield Scored(doc["candidate_id"], doc["formula"], doc.get("pipeline", ""), e_d)
     if skipped:
