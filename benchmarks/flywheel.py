@@ -22,7 +22,8 @@ relaxed.
 Run: python benchmarks/flywheel.py [--rounds 6] [--top-k 10] [--spaces Li-Co-O,Li-Mn-O]
 [--arms screened,relaxed-only,random]
 (several minutes per round and arm on 2 CPU cores; --quick: 2 rounds, one space).
-The embedded MongoDB lives under a temporary HULLHUNTER_HOME unless --home is given.
+The embedded MongoDB lives under a temporary HULLHUNTER_HOME, stopped at the end (its data
+stays for inspection: ``HULLHUNTER_HOME=... hullhunter db start``), unless --home is given.
 """
 
 from __future__ import annotations
@@ -308,6 +309,11 @@ def main() -> None:
             fates[arm] = [fate(name, t, generated[t.candidate_id], known) for t in targets]
             print(f"{name}: {time.perf_counter() - start:.0f} s")
         print_table(space, len(targets), rows, fates)
+    if args.home is None:  # the temporary home's embedded MongoDB goes with the run
+        from hullhunter.server import LocalServer
+        from hullhunter.settings import get_settings
+
+        LocalServer(get_settings().local_db_dir).stop()
 
 
 if __name__ == "__main__":
