@@ -319,6 +319,6 @@ def candidate_document(
         nsites=len(candidate.structure),
         generator=candidate.generator,
         parent_id=candidate.parent_id,
-        params=candidate.as_dict().get("params", {}),
+        params=candidate.params,
         dedup_key=key,
     )
