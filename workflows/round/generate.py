@@ -120,9 +120,9 @@ class CampaignNovelty:
         self.resets += 1
         waiting = [(self.keys[i], c.structure, i) for i, c in self.accepted.items()]
         waiting += [(key, structure, i) for i, (key, structure) in self.unstored.items()]
-        for key, structure, identifier in waiting:
+        for key, structure, identifier in waiting:  # accepted, so distinct already
             self._load(key)
-            self.dedup.add(structure, identifier)
+            self.dedup.remember(structure, identifier)
         self.carried = len(self.dedup)
 
     def release(self, identifier: str) -> str:

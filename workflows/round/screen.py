@@ -170,15 +170,16 @@ def scored_pool(
             structures = _structures([doc["_id"] for doc in unscored])
             _predict(ensemble, unscored, structures, version, config.screening.tta)
         energies = [doc["predicted_energy_per_atom"] for doc in usable]
-        decomposition = hull.decomposition_energy([doc["formula"] for doc in usable], energies)
+        formulas = [doc["formula"] for doc in usable]
+        decomposition = hull.decomposition_energy(formulas, energies).tolist()
         changed = [
             UpdateOne({"_id": doc["_id"]}, {"$set": {"predicted_decomposition_energy": e}})
-            for doc, e in zip(usable, decomposition.tolist(), strict=True)
+            for doc, e in zip(usable, decomposition, strict=True)
             if doc.get("predicted_decomposition_energy") != e  # a selection pass writes none
         ]
         if changed:
             collection.bulk_write(changed, ordered=False)
-        for doc, e_d in zip(usable, decomposition.tolist(), strict=True):
+        for doc, e_d in zip(usable, decomposition, strict=True):
             yield Scored(doc["candidate_id"], doc["formula"], doc.get("pipeline", ""), e_d)
     if skipped:
         Round.objects(campaign=name, number=round_number).update_one(
