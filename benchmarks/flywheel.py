@@ -2,8 +2,12 @@
 
 For each ternary chemical space (default Li-Co-O, Li-Mn-O, Na-Mn-O) the known ternaries are
 withheld from the seed set (from the campaign's seeds and from the known world its generators
-take parents from). Campaigns (arms) run per space with the CHGNet oracle and the same oracle
-budget per round, in-process on the embedded MongoDB:
+take parents from). With ``--withhold own`` (the default) each space's campaign loses only its
+own ternaries, so the other spaces' crystals stay in its known world as analogues (LiMnO2 for
+Li-Co-O, as GNoME's substitutions carried NaCoO2 to LiCoO2); ``--withhold all`` withholds every
+listed space's ternaries from every campaign, a stricter world with fewer structure types.
+Campaigns (arms) run per space with the CHGNet oracle and the same oracle budget per round,
+in-process on the embedded MongoDB:
 
 - ``screened``: the campaign as configured (GNN screen, with its exploration share);
 - ``random``: every pick random from the same kind of generated pool (exploration share 1);
@@ -20,7 +24,7 @@ never generated, generated but never picked (its predicted rank in the final poo
 relaxed.
 
 Run: python benchmarks/flywheel.py [--rounds 6] [--top-k 10] [--spaces Li-Co-O,Li-Mn-O]
-[--arms screened,relaxed-only,random]
+[--arms screened,relaxed-only,random] [--withhold own|all]
 (several minutes per round and arm on 2 CPU cores; --quick: 2 rounds, one space).
 The embedded MongoDB lives under a temporary HULLHUNTER_HOME, stopped at the end (its data
 stays for inspection: ``HULLHUNTER_HOME=... hullhunter db start``), unless --home is given.
@@ -44,6 +48,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--top-k", type=int, default=10, help="oracle calls per round")
     parser.add_argument("--arms", default="screened,random", help=f"some of {', '.join(ARMS)}")
+    parser.add_argument(
+        "--withhold",
+        choices=("own", "all"),
+        default="own",
+        help="withhold each space's own ternaries (own) or every listed space's (all)",
+    )
     parser.add_argument("--home", type=Path, default=None, help="HULLHUNTER_HOME to use")
     parser.add_argument("--quick", action="store_true", help="2 rounds, the first space only")
     args = parser.parse_args()
@@ -54,16 +64,15 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def withheld_seeds(spaces: list[frozenset[str]], folder: Path) -> tuple[Path, list[Any], list[Any]]:
+def withheld_seeds(spaces: list[frozenset[str]], path: Path) -> tuple[Path, list[Any], list[Any]]:
     """The shipped seeds minus every compound whose elements are exactly one of ``spaces``,
-    written as a seed file; returns its path, the withheld seeds and the kept ones."""
+    written as a seed file at ``path``; returns it, the withheld seeds and the kept ones."""
     from hullhunter.generators import load_seeds
     from hullhunter.generators.seeds import write_seed_file
 
     seeds = load_seeds()
     withheld = [seed for seed in seeds if seed.elements in spaces]
     kept = [seed for seed in seeds if seed.elements not in spaces]
-    path = folder / "seeds-withheld.json.gz"
     write_seed_file(kept, path, {"benchmark": {"withheld": [s.id for s in withheld]}})
     return path, withheld, kept
 
@@ -288,9 +297,13 @@ def main() -> None:
 
     connect()
     spaces = args.spaces.split(",")
-    seed_file, withheld, known = withheld_seeds([frozenset(s.split("-")) for s in spaces], home)
-    print(f"HULLHUNTER_HOME={home}; withheld {len(withheld)} known ternaries")
+    print(f"HULLHUNTER_HOME={home}")
     for space in spaces:
+        withhold = spaces if args.withhold == "all" else [space]
+        seed_file, withheld, known = withheld_seeds(
+            [frozenset(s.split("-")) for s in withhold], home / f"seeds-without-{space}.json.gz"
+        )
+        print(f"{space}: withheld {len(withheld)} known ternaries of {', '.join(withhold)}")
         rows: dict[str, list[dict[str, Any]]] = {}
         fates: dict[str, list[str]] = {}
         targets: list[Any] = []
