@@ -4,7 +4,8 @@ Round 0 takes the campaign's seed crystals. Later rounds run every enabled gener
 registry (:mod:`hullhunter.generators.registry`) on the crystals on the campaign's hull, and,
 with the compositional pipeline, AIRSS structures for the formulas the compositional model
 puts near the hull. Only candidates inside the chemical space and new to the campaign are
-stored, so a rerun of the stage adds nothing.
+stored. A rerun of the stage replays its first run (:class:`CampaignNovelty`): it adds nothing
+after a complete run, and after a crash exactly what the crash lost.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def generate(name: str, round_number: int, config: CampaignConfig) -> dict[str, 
     candidates inside the chemical space and new to the campaign, so each round goes deeper
     into their ranked lists instead of regenerating the last round's products.
     """
-    novelty = CampaignNovelty(name, config.chemical_space)
+    novelty = CampaignNovelty(name, config.chemical_space, round_number=round_number)
     if round_number == SEED_ROUND:
         stream = filter(novelty, seed_candidates(config))
     else:
@@ -64,14 +65,31 @@ class CampaignNovelty:
     their formulas come by again. The candidates accepted but not yet written
     (:meth:`release`, :meth:`stored`) are carried over with their buckets, so a reset never
     lets a duplicate of one through.
+
+    A rerun of a round's generation (``round_number`` given) replays its first run: a product
+    the round has already stored is accepted again once, so it counts towards its generator's
+    limit as it did the first time, and is not stored again (:meth:`replays`). Generators are
+    deterministic, so a rerun after a complete run stores nothing and one after a crash stores
+    exactly what the crash lost.
     """
 
     def __init__(
-        self, name: str, space: ChemicalSpace, max_remembered: int = MAX_REMEMBERED
+        self,
+        name: str,
+        space: ChemicalSpace,
+        max_remembered: int = MAX_REMEMBERED,
+        round_number: int | None = None,
     ) -> None:
         self.name = name
         self.space = space
         self.max_remembered = max_remembered
+        self.written: set[str] = set()  # stored by an earlier run of this round, not replayed yet
+        if round_number is not None:
+            stored = CandidateDocument._get_collection().find(
+                {"campaign": name, "round": round_number}, projection={"candidate_id": 1}
+            )
+            self.written = {document["candidate_id"] for document in stored}
+        self.replayed: dict[str, generators.Candidate] = {}
         self.dedup = generators.Deduplicator()
         self.loaded: set[str] = set()
         self.keys: dict[str, str] = {}  # deduplication bucket of each accepted candidate
@@ -87,7 +105,11 @@ class CampaignNovelty:
             return False
         structure.remove_oxidation_states()  # oracles and models take plain elements
         identifier = candidate_id(self.name, structure)
-        if self.accepted.get(identifier) is candidate:
+        if self.accepted.get(identifier) is candidate or self.replayed.get(identifier) is candidate:
+            return True
+        if identifier in self.written:  # once: a second copy is a duplicate, as it was then
+            self.written.remove(identifier)
+            self.replayed[identifier] = candidate
             return True
         if len(self.dedup) >= self.carried + self.max_remembered:
             self._start_afresh()
@@ -132,6 +154,10 @@ class CampaignNovelty:
         key = self.keys.pop(identifier)
         self.unstored[identifier] = (key, candidate.structure)
         return key
+
+    def replays(self, identifier: str) -> bool:
+        """Whether an accepted candidate is one the round stored before (then let go)."""
+        return self.replayed.pop(identifier, None) is not None
 
     def stored(self, identifiers: Iterable[str]) -> None:
         """These released candidates are in MongoDB now."""
@@ -279,14 +305,16 @@ def store_new_candidates(
     name: str, round_number: int, stream: Iterable[generators.Candidate], novelty: CampaignNovelty
 ) -> dict[str, int]:
     """Insert the candidates of ``stream`` (judged new by ``novelty``) in bulk writes of
-    :data:`STORE_CHUNK`; returns counts by generator."""
+    :data:`STORE_CHUNK`; returns counts by generator, replayed candidates included."""
     counts: Counter[str] = Counter()
     pending: list[CandidateDocument] = []
     for candidate in stream:
         identifier = candidate_id(name, candidate.structure)
+        counts[candidate.generator] += 1
+        if novelty.replays(identifier):
+            continue
         key = novelty.release(identifier)
         pending.append(candidate_document(name, round_number, candidate, identifier, key))
-        counts[candidate.generator] += 1
         if len(pending) >= STORE_CHUNK:
             _insert(pending, novelty)
             pending = []
