@@ -13,6 +13,11 @@ then times, in this process:
   and 3 elements (any elements), its elements mapped at random onto the space's (a random
   decoration of a real structure), so generation itself costs almost nothing and the stage
   measures the campaign's side of it;
+- **generate, W workers** (``--workers``): the same, fanned out as a campaign with
+  ``workers.generation_shards: W`` runs it: W processes at once (started beforehand, as
+  running rlaunch workers), each a formula shard with its share of the N candidates, in a
+  fresh campaign of the same setup. Each shard walks the same synthetic stream and keeps its
+  own formulas, as the real shard jobs walk the generators' lists;
 - **screen**: the round's screen stage (read the pool in chunks, predict with the prior at
   the generated volume, decomposition energies against the hull, bulk writes, selection);
 - **select again**: the same stage rerun: every candidate already scored by the model, so it
@@ -125,11 +130,8 @@ def synthetic_candidates(parents: list[Any], seed: int) -> Iterator[Any]:
         yield Candidate(structure, "synthetic", parent.id, {"mapping": mapping})
 
 
-def set_up(name: str, config: Any) -> list[Any]:
-    """The campaign, its reference hull (seed energies from the prior's labels) and model;
-    returns the parents of the synthetic candidates: every shipped seed of at most 16 atoms
-    and 3 elements, any elements (the known world the real generators take parents from;
-    the space's own seeds alone run out of distinct decorations near 10^5)."""
+def set_up(name: str, config: Any) -> None:
+    """The campaign, its reference hull (seed energies from the prior's labels) and model."""
     from hullhunter.documents import Calculation, Campaign, chemsys_of, structure_dict
     from hullhunter.generators import load_seeds
     from hullhunter.models.prior import load_prior
@@ -158,6 +160,14 @@ def set_up(name: str, config: Any) -> list[Any]:
             converged=True,
         ).save()
     save_ensemble(name, 0, prior.structural, metrics={}, n_train=0)
+
+
+def parent_seeds() -> list[Any]:
+    """The synthetic candidates' parents: every shipped seed of at most 16 atoms and 3
+    elements, any elements (the known world the real generators take parents from; the
+    space's own seeds alone run out of distinct decorations near 10^5)."""
+    from hullhunter.generators import load_seeds
+
     return [seed for seed in load_seeds() if len(seed.structure) <= 16 and len(seed.elements) <= 3]
 
 
@@ -168,6 +178,33 @@ def start_worker() -> None:
     from hullhunter.db import connect
 
     connect()
+
+
+def generate_in_worker(
+    name: str, n: int, seed: int, shard: tuple[int, int], max_remembered: int | None
+) -> tuple[int, float, float]:
+    """One formula shard's share of ``n`` synthetic candidates, stored; (stored, start, end)."""
+    from hullhunter.campaign_config import ChemicalSpace
+    from hullhunter.workflows.round.generate import CampaignNovelty, Shard
+
+    parents = parent_seeds()
+    novelty = CampaignNovelty(
+        name, ChemicalSpace(elements=SPACE, max_elements=3), shard=Shard(*shard)
+    )
+    if max_remembered is not None:
+        novelty.max_remembered = max_remembered
+    began = time.time()
+    stored = generate_into(name, novelty, parents, math.ceil(n / shard[1]), seed)
+    return stored, began, time.time()
+
+
+def generate_into(name: str, novelty: Any, parents: list[Any], n: int, seed: int) -> int:
+    """The first ``n`` synthetic candidates ``novelty`` accepts, stored as round 1's."""
+    from hullhunter.workflows.round.generate import store_new_candidates
+
+    stream = (c for c in synthetic_candidates(parents, seed=seed) if novelty(c))
+    limited = (c for _, c in zip(range(n), stream, strict=False))
+    return sum(store_new_candidates(name, 1, limited, novelty).values())
 
 
 def score_in_worker(name: str, lower: str | None, upper: str | None) -> tuple[int, float, float]:
@@ -198,16 +235,10 @@ def fanned_out_screen(
     return scoring, time.perf_counter() - began, picks
 
 
-def run_size(
-    n: int, workers: concurrent.futures.ProcessPoolExecutor, args: argparse.Namespace
-) -> dict[str, float]:
+def campaign_config(name: str) -> Any:
     from hullhunter.campaign_config import parse_config
-    from hullhunter.documents import Candidate
-    from hullhunter.workflows.round.generate import CampaignNovelty, store_new_candidates
-    from hullhunter.workflows.round.screen import screen
 
-    name = f"scale-{n}"
-    config = parse_config(
+    return parse_config(
         {
             "name": name,
             "chemical_space": {"elements": SPACE, "max_elements": 3},
@@ -215,20 +246,40 @@ def run_size(
             "budget": {"max_oracle_calls": 10**9},
         }
     )
-    parents = set_up(name, config)
+
+
+def run_size(
+    n: int, workers: concurrent.futures.ProcessPoolExecutor, args: argparse.Namespace
+) -> dict[str, float]:
+    from hullhunter.documents import Candidate
+    from hullhunter.workflows.round.generate import CampaignNovelty
+    from hullhunter.workflows.round.screen import screen
+
+    name = f"scale-{n}"
+    config = campaign_config(name)
+    set_up(name, config)
+    parents = parent_seeds()
     novelty = CampaignNovelty(name, config.chemical_space)
     if args.max_remembered is not None:
         novelty.max_remembered = args.max_remembered
 
-    def generate() -> int:
-        stream = (c for c in synthetic_candidates(parents, seed=n) if novelty(c))
-        limited = (c for _, c in zip(range(n), stream, strict=False))
-        return sum(store_new_candidates(name, 1, limited, novelty).values())
-
     figures: dict[str, float] = {"n": n}
-    seconds, mib, stored = timed(generate)
+    seconds, mib, stored = timed(lambda: generate_into(name, novelty, parents, n, seed=n))
     figures |= {"generate_s": seconds, "generate_mib": mib, "stored": stored}
     figures |= {"duplicates": novelty.duplicates, "resets": novelty.resets}
+    split = f"{name}-split"
+    set_up(split, campaign_config(split))
+    shards = [(index, args.workers) for index in range(args.workers)]
+    runs = list(
+        workers.map(
+            generate_in_worker,
+            *zip(*[(split, n, n, shard, args.max_remembered) for shard in shards], strict=True),
+        )
+    )
+    figures |= {
+        "fanout_generate_s": max(end for _, _, end in runs) - min(began for _, began, _ in runs),
+        "fanout_stored": sum(stored for stored, _, _ in runs),
+    }
     seconds, mib, picked = timed(lambda: screen(name, 1, config, torch_threads=1))
     figures |= {"screen_s": seconds, "screen_mib": mib, "picked": len(picked)}
     Candidate.objects(campaign=name, status="selected").update(set__status="rejected")
@@ -264,6 +315,19 @@ def print_table(rows: list[dict[str, float]], n_workers: int) -> None:
     for stage in ("generate", "screen", "select"):
         growth = (last[f"{stage}_s"] / last["n"]) / (first[f"{stage}_s"] / first["n"])
         print(f"{stage}: per-candidate cost x{growth:.2f} from {first['n']:,} to {last['n']:,}")
+    print(
+        f"\n{'candidates':>10} | {'generate, 1 worker s':>20} | "
+        f"{f'generate, {n_workers} workers s':>21} | {'stored by the shards':>20} | "
+        "throughput ratio"
+    )
+    for row in rows:
+        ratio = (row["fanout_stored"] / row["fanout_generate_s"]) / (
+            row["stored"] / row["generate_s"]
+        )
+        print(
+            f"{row['n']:>10,} | {row['generate_s']:>20.1f} | {row['fanout_generate_s']:>21.1f} | "
+            f"{row['fanout_stored']:>20,} | {ratio:>16.2f}"
+        )
     print(
         f"\n{'candidates':>10} | {'screen, 1 worker s':>18} | "
         f"{f'screen, {n_workers} workers s':>19} | {'of which select':>15} | "

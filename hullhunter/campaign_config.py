@@ -202,10 +202,16 @@ class Budget(_Strict):
 
 
 class Workers(_Strict):
-    """FireWorks categories jobs are routed to."""
+    """FireWorks categories jobs are routed to, and how far a round's generation fans out."""
 
     cpu_category: str = "cpu"
     gpu_category: str | None = Field(None, description="training and screening go here if set")
+    generation_shards: int = Field(
+        1,
+        ge=1,
+        description="a round's generation split by formula into this many jobs (cpu workers),"
+        " each with its share of every generator's limit",
+    )
 
 
 class CampaignConfig(_Strict):

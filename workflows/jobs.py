@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import psutil
-from jobflow import Flow, Job, Response, job
+from jobflow import CURRENT_JOB, Flow, Job, Response, job
 from jobflow.managers.fireworks import flow_to_workflow
 
 from hullhunter.campaign_config import CampaignConfig
@@ -50,15 +50,54 @@ def _categories(config: CampaignConfig) -> tuple[str, str]:
 
 
 @job(output_schema=GenerateOutput)
-def generate_job(name: str, round_number: int) -> GenerateOutput:
-    """Generate and store this round's candidates."""
+def generate_job(name: str, round_number: int) -> GenerateOutput | Response:
+    """Generate and store this round's candidates.
+
+    With ``workers.generation_shards`` above 1 (after the seed round), the job is replaced by
+    one job per formula shard (any cpu worker, several at once) and one that adds up their
+    counts, which the screen then receives.
+    """
     connect()
     Round.objects(campaign=name, number=round_number).update_one(
         upsert=True, set__status="generating", set__started_at=datetime.now(UTC)
     )
     Campaign.objects(name=name).update_one(set__current_round=round_number, set__status="running")
     _, config = load_campaign(name)
-    return GenerateOutput(counts=generate.generate(name, round_number, config))
+    count = config.workers.generation_shards
+    if round_number == SEED_ROUND or count == 1:
+        return GenerateOutput(counts=generate.generate(name, round_number, config))
+    cpu, _ = _categories(config)
+    parts = [
+        _route(generate_shard_job(name, round_number, index, count), name, cpu)
+        for index in range(count)
+    ]
+    total = _route(add_counts_job([part.output for part in parts]), name, cpu)
+    # The adding job takes this job's place (its uuid, the next index), as jobflow does for
+    # a single replacing job, so the screen's reference to this job's output reads the
+    # round's counts. A Flow output would go through jobflow's store_inputs job, which
+    # jobflow 0.4.0 checks against this job's output_schema and fails (it holds a reference).
+    total.set_uuid(CURRENT_JOB.job.uuid)
+    total.index = CURRENT_JOB.job.index + 1
+    return Response(replace=Flow([*parts, total], name=f"{name} round {round_number} generate"))
+
+
+@job(output_schema=GenerateOutput)
+def generate_shard_job(name: str, round_number: int, index: int, count: int) -> GenerateOutput:
+    """Generate and store one formula shard of this round's candidates; a rerun stores only
+    what an interrupted run did not."""
+    connect()
+    _, config = load_campaign(name)
+    shard = generate.Shard(index, count)
+    return GenerateOutput(counts=generate.generate(name, round_number, config, shard))
+
+
+@job(output_schema=GenerateOutput)
+def add_counts_job(parts: list[GenerateOutput]) -> GenerateOutput:
+    """The round's counts: the shards' counts added up."""
+    total: Counter[str] = Counter()
+    for part in parts:
+        total.update(part.counts)
+    return GenerateOutput(counts=dict(total))
 
 
 @job(output_schema=ScreenOutput)

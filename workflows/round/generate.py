@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 from pymatgen.core import Structure
@@ -27,21 +29,43 @@ from hullhunter.workflows.round.hull import build_hull
 from hullhunter.workflows.round.records import SEED_ROUND
 
 
-def generate(name: str, round_number: int, config: CampaignConfig) -> dict[str, int]:
+class Shard(NamedTuple):
+    """One of ``count`` generation jobs of a round: it keeps the formulas
+    :func:`formula_shard` gives ``index``."""
+
+    index: int
+    count: int
+
+
+def formula_shard(formula: str, count: int) -> int:
+    """The generation shard of a reduced formula (a hash, the same on every worker).
+
+    Sharding by formula keeps every possible duplicate pair in one shard (only structures of
+    one reduced formula can match), so shards deduplicate on their own, exactly, and write
+    without meeting each other.
+    """
+    return int(hashlib.md5(formula.encode()).hexdigest()[:8], 16) % count
+
+
+def generate(
+    name: str, round_number: int, config: CampaignConfig, shard: Shard | None = None
+) -> dict[str, int]:
     """Make this round's candidates and store the new ones; returns counts by generator.
 
     Generators get the campaign's novelty test as their ``accept``: their limits count only
     candidates inside the chemical space and new to the campaign, so each round goes deeper
-    into their ranked lists instead of regenerating the last round's products.
+    into their ranked lists instead of regenerating the last round's products. A ``shard``
+    keeps only its formulas, with its share of each generator's limit (rounded up); the
+    shards of a round together make what one job makes when no limit binds.
     """
-    novelty = CampaignNovelty(name, config.chemical_space, round_number=round_number)
+    novelty = CampaignNovelty(name, config.chemical_space, round_number=round_number, shard=shard)
     if round_number == SEED_ROUND:
         stream = filter(novelty, seed_candidates(config))
     else:
         stream = structural_candidates(name, config, novelty)
         if "compositional" in config.pipelines:
-            compositional = filter(novelty, compositional_candidates(name, round_number, config))
-            stream = itertools.chain(stream, compositional)
+            compositional = compositional_candidates(name, round_number, config, novelty.keeps)
+            stream = itertools.chain(stream, filter(novelty, compositional))
     counts = store_new_candidates(name, round_number, stream, novelty)
     if novelty.duplicates:
         counts["duplicates"] = novelty.duplicates
@@ -79,16 +103,19 @@ class CampaignNovelty:
         space: ChemicalSpace,
         max_remembered: int = MAX_REMEMBERED,
         round_number: int | None = None,
+        shard: Shard | None = None,
     ) -> None:
         self.name = name
         self.space = space
         self.max_remembered = max_remembered
+        self.shard = shard
         self.written: set[str] = set()  # stored by an earlier run of this round, not replayed yet
         if round_number is not None:
             stored = CandidateDocument._get_collection().find(
-                {"campaign": name, "round": round_number}, projection={"candidate_id": 1}
+                {"campaign": name, "round": round_number},
+                projection={"candidate_id": 1, "dedup_key": 1},
             )
-            self.written = {document["candidate_id"] for document in stored}
+            self.written = {d["candidate_id"] for d in stored if self.keeps(d.get("dedup_key", ""))}
         self.replayed: dict[str, generators.Candidate] = {}
         self.dedup = generators.Deduplicator()
         self.loaded: set[str] = set()
@@ -114,6 +141,8 @@ class CampaignNovelty:
         if len(self.dedup) >= self.carried + self.max_remembered:
             self._start_afresh()
         key = dedup_key(self.dedup, structure)
+        if not self.keeps(key):
+            return False
         self._load(key)
         if self.dedup.add(structure, identifier) is not None:
             self.duplicates += 1
@@ -121,6 +150,10 @@ class CampaignNovelty:
         self.keys[identifier] = key
         self.accepted[identifier] = candidate
         return True
+
+    def keeps(self, formula: str) -> bool:
+        """Whether this novelty test's shard generates the reduced formula (all without one)."""
+        return self.shard is None or formula_shard(formula, self.shard.count) == self.shard.index
 
     def _load(self, key: str) -> None:
         """The campaign's stored candidates of one bucket, into the deduplicator (once)."""
@@ -235,15 +268,17 @@ def structural_candidates(
         accept=novelty,
         known_world=known_crystals(config),
     )
+    shards = novelty.shard.count if novelty.shard else 1
     for settings in config.generators.values():
-        yield from settings.candidates(context)
+        share = settings.model_copy(update={"limit": math.ceil(settings.limit / shards)})
+        yield from share.candidates(context)
 
 
 def compositional_candidates(
-    name: str, round_number: int, config: CampaignConfig
+    name: str, round_number: int, config: CampaignConfig, keeps: Callable[[str], bool]
 ) -> Iterator[generators.Candidate]:
     """Formulas the compositional model puts near the hull, then AIRSS structures for each
-    (seeded by campaign and round, so each round draws new ones)."""
+    (seeded by campaign and round, so each round draws new ones) that ``keeps`` takes."""
     ensemble = latest_ensemble(name, "compositional")
     if ensemble is None:
         return
@@ -270,6 +305,8 @@ def compositional_candidates(
     ][: settings.max_formulas]
     seed = int(hashlib.sha1(f"{name}|{round_number}".encode()).hexdigest()[:8], 16)
     for composition in chosen:
+        if not keeps(composition.reduced_formula):
+            continue
         for candidate in generators.random_structures(
             composition, n=settings.structures_per_formula, seed=seed
         ):
