@@ -11,7 +11,12 @@ polymorph of about 15% of the formulas; the prior never saw them), prints:
   convention), stable means <= 0. CHGNet's own single point (the label) is the oracle's
   cheap classifier to compare with;
 - speed: structures per second of CHGNet single points and of the prior (graphs
-  included), median of repeats, and their ratio.
+  included), median of repeats, and their ratio;
+- where the error lies: the prior's MAE and bias by source (MP compounds, MP elemental
+  polymorphs, AFLOW prototypes, pymatgen's structures), by number of elements and by label
+  formation energy. A campaign screens compounds, mostly near the hull; high-energy
+  elemental polymorphs (N2 and H2 cells at +2 to +5 eV/atom) weigh heavily in the overall
+  figure.
 
 Usage::
 
@@ -19,6 +24,7 @@ Usage::
     python benchmarks/prior.py --n 300         # a random sample of them
     python benchmarks/prior.py --prior DIR     # a prior made by `hullhunter models pretrain`
     python benchmarks/prior.py --relaxed r.json --relax-only   # relax once, then reuse
+    python benchmarks/prior.py --accuracy-only     # the error table alone, in seconds
 """
 
 from __future__ import annotations
@@ -68,6 +74,9 @@ def main() -> None:
         "--relaxed", type=Path, default=None, help="JSON cache of the oracle's relaxed energies"
     )
     parser.add_argument("--relax-only", action="store_true", help="fill the cache and stop")
+    parser.add_argument(
+        "--accuracy-only", action="store_true", help="print where the error lies and stop"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="No Pauling electronegativity")
     torch.set_num_threads(args.threads)
@@ -76,7 +85,7 @@ def main() -> None:
     max_atoms = prior.card.get("max_atoms", 80)
     samples, _ = pretrain.gather_samples(max_atoms=max_atoms)
     labelled = pretrain.load_labels(prior.path / pretrain.LABELS_FILE, samples)
-    usable, _ = pretrain.with_references(labelled)
+    usable, references = pretrain.with_references(labelled)
     everything = usable.samples
     is_train = composition_hash_split([s.structure.composition for s in everything])
     held_out = np.flatnonzero(~is_train)
@@ -89,6 +98,11 @@ def main() -> None:
         f"prior {prior.path}: {len(everything)} labelled structures, {len(test)} held out "
         f"({len({s.structure.composition.reduced_formula for s in test})} formulas)"
     )
+
+    plain = prior.structural.predict(structures, tta=False, progress=False).energy_per_atom
+    console.print(error_table(test, plain - label, label, references))
+    if args.accuracy_only:
+        return
 
     # the oracle's hull: held-out crystals relaxed, on the hull of every other label
     oracle = ForceFieldOracle(
@@ -114,7 +128,6 @@ def main() -> None:
         return
 
     # accuracy against the labels
-    plain = prior.structural.predict(structures, tta=False, progress=False).energy_per_atom
     tta = prior.structural.predict(structures, tta=True, progress=False).energy_per_atom
     lowest = pretrain.lowest_per_formula(test)
     composition_mae = float("nan")
@@ -196,6 +209,55 @@ def main() -> None:
                 default=float,
             )
         )
+
+
+SOURCES = {
+    "matbench_dielectric": "MP compounds",
+    "mp-elemental": "MP elemental polymorphs",
+    "aflow": "AFLOW prototypes",
+    "pymatgen": "pymatgen's structures",
+}
+
+
+def error_table(
+    test: list, error: np.ndarray, label: np.ndarray, references: dict[str, float]
+) -> Table:
+    """The prior's MAE and bias (meV/atom) on groups of the held-out structures."""
+    formation = label - np.array(
+        [
+            sum(
+                references[el.symbol] * x
+                for el, x in s.structure.composition.fractional_composition.items()
+            )
+            for s in test
+        ]
+    )
+    source = np.array([SOURCES.get(s.id.split(":")[0], "other") for s in test])
+    n_elements = np.array([len(s.structure.composition) for s in test])
+    groups = {"all": np.ones(len(test), dtype=bool)}
+    groups |= {name: source == name for name in SOURCES.values()}
+    groups |= {
+        "1 element": n_elements == 1,
+        "2 elements": n_elements == 2,
+        "3 elements": n_elements == 3,
+        "4 or more elements": n_elements >= 4,
+        "compounds, label formation energy <= +0.5 eV/atom": (n_elements > 1) & (formation <= 0.5),
+        "label formation energy > +0.5 eV/atom": formation > 0.5,
+    }
+    table = Table(title="where the prior's error lies (held-out split, prior at the given volume)")
+    for column in ("structures", "n", "MAE meV/atom", "median", "bias"):
+        table.add_column(column, justify="right")
+    for name, chosen in groups.items():
+        if chosen.any():
+            part = error[chosen]
+            table.add_row(
+                name,
+                str(int(chosen.sum())),
+                f"{1000 * np.abs(part).mean():.0f}",
+                f"{1000 * np.median(np.abs(part)):.0f}",
+                f"{1000 * part.mean():+.0f}",
+            )
+    return table
 
 
 def _mae(predicted: np.ndarray, label: np.ndarray) -> float:
