@@ -83,6 +83,10 @@ def test_max_atoms_bounds_seeds_and_candidates():
         ({**MINIMAL, "oracle": {"batch_size": "3"}}, r"oracle\.batch_size: .*integer"),
         ({**MINIMAL, "generators": {"saps": {"limit": 2.5}}}, r"generators\.saps\.limit"),
         (
+            {**MINIMAL, "workers": {"generation_shards": 0}},
+            r"workers\.generation_shards: Input should be greater than or equal to 1",
+        ),
+        (
             {**MINIMAL, "screening": {"max_decomposition_energy": -100}},
             r"screening\.max_decomposition_energy: Input should be greater than or equal to -1",
         ),
