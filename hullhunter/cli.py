@@ -476,6 +476,11 @@ def models_pretrain(
     preset: str = typer.Option("small", help="Network preset: small (CPU) or gnome."),
     n_models: int = typer.Option(3, help="Ensemble members."),
     epochs: int | None = typer.Option(None, help="Training epochs (default: the preset's)."),
+    loss: str = typer.Option(
+        "huber",
+        help="Training loss: huber (default: the few elemental polymorphs labelled +2 to +5 "
+        "eV/atom do not dominate it) or mse.",
+    ),
     compositional: bool = typer.Option(True, help="Also train the compositional prior."),
     threads: int = typer.Option(1, help="Torch threads."),
     reuse_labels: bool = typer.Option(False, help="Use OUT/labels.json.gz if it exists."),
@@ -487,6 +492,8 @@ def models_pretrain(
 
     if preset not in ("small", "gnome"):
         raise ValueError(f"unknown preset {preset!r}; use small or gnome")
+    if loss not in ("huber", "mse"):
+        raise ValueError(f"unknown loss {loss!r}; use huber or mse")
     samples, unreadable = pt.gather_samples(shipped, structures, max_atoms)
     labels_path = out / pt.LABELS_FILE
     if reuse_labels and labels_path.is_file():
@@ -504,7 +511,7 @@ def models_pretrain(
     console.print(f"labelled {len(labelled.samples)} structures ({labelled.method}, {oracle})")
     if labels_only:
         return
-    overrides = {"torch_threads": threads, "progress": True}
+    overrides = {"torch_threads": threads, "progress": True, "loss": loss}
     if epochs is not None:
         overrides["epochs"] = epochs
     config = (

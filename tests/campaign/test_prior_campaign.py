@@ -73,6 +73,7 @@ def test_pretrain_reports_unlabellable_structures_and_finishes(tiny_folder, tmp_
     assert card["counts"]["labelled"] == 10 and card["counts"]["skipped"] == 5
     assert card["labels"]["oracle"] == "chgnet" and card["labels"]["method"] == "single point"
     assert set(card["labels"]["elemental_references"]) == {"Ag", "Au", "Cu"}
+    assert card["model"]["preset_config"]["loss"] == "huber"  # pretraining's default
     prior = models.prior.load_prior(out)
     assert prior.structural.predict([fcc(["Au", "Cu", "Cu", "Cu"], 3.75)]).energy_per_atom < 0
 
