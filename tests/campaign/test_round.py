@@ -154,8 +154,9 @@ def test_seed_round_then_compositional_candidates(database, monkeypatch):
     )
     Campaign(name="comp", config=config.model_dump(mode="json")).save()
     assert generate.generate("comp", 0, config) == {"seed": 5}
-    # a rerun of the same stage (a lost job run again) adds nothing
-    assert generate.generate("comp", 0, config) == {"duplicates": 5}
+    # a rerun of the same stage (a lost job run again) replays it and adds nothing
+    assert generate.generate("comp", 0, config) == {"seed": 5}
+    assert Candidate.objects(campaign="comp").count() == 5
     seeds = screen.screen("comp", 0, config)
     context = OracleContext.for_round(get_settings(), "comp", 0)
     assert relax.relax("comp", 0, seeds, config.oracle, context)["completed"] == 5
