@@ -273,23 +273,31 @@ def test_killed_local_run_is_detected_and_resumed(worker_env, tmp_path):
 def test_two_workers_never_relax_the_same_candidate(worker_env, tmp_path):
     oracle = {**TINY["oracle"], "batch_size": 1}  # many small batches for two workers to share
     campaign_file = tiny_campaign(tmp_path, "pair", rounds=1, oracle=oracle)
-    hullhunter("campaign", "submit", campaign_file, env=worker_env)
     folders = [tmp_path / "worker-a", tmp_path / "worker-b"]
     workers = []
     for folder in folders:
         folder.mkdir()
         # "until no job can come" would let a worker quit while the other runs the screen
         # job (its relaxations do not exist yet), so both poll until the campaign is done
-        workers.append(
-            subprocess.Popen(
-                ["rlaunch", "rapidfire", "--nlaunches", "infinite", "--sleep", "1"],
-                env=worker_env,
-                cwd=folder,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
+        with (folder / "rlaunch.log").open("w") as log:
+            workers.append(
+                subprocess.Popen(
+                    ["rlaunch", "rapidfire", "--nlaunches", "infinite", "--sleep", "1"],
+                    env=worker_env,
+                    cwd=folder,
+                    stdout=log,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
             )
-        )
+    # both workers polling before there is work: on a loaded machine a worker still starting
+    # up could otherwise find every job taken
+    deadline = time.monotonic() + 300
+    while not all("Sleeping for" in (f / "rlaunch.log").read_text() for f in folders):
+        assert time.monotonic() < deadline, "the workers did not start polling in 5 minutes"
+        assert all(worker.poll() is None for worker in workers), "a worker died"
+        time.sleep(0.5)
+    hullhunter("campaign", "submit", campaign_file, env=worker_env)
     deadline = time.monotonic() + 900
     while Campaign.objects.get(name="pair").status != "completed":
         assert time.monotonic() < deadline, "the campaign did not finish in 15 minutes"
