@@ -184,18 +184,21 @@ def generate_in_worker(
     name: str, n: int, seed: int, shard: tuple[int, int], max_remembered: int | None
 ) -> tuple[int, float, float]:
     """One formula shard's share of ``n`` synthetic candidates, stored; (stored, start, end)."""
-    from hullhunter.campaign_config import ChemicalSpace
-    from hullhunter.workflows.round.generate import CampaignNovelty, Shard
+    from hullhunter.workflows.round.generate import Shard
 
     parents = parent_seeds()
-    novelty = CampaignNovelty(
-        name, ChemicalSpace(elements=SPACE, max_elements=3), shard=Shard(*shard)
-    )
-    if max_remembered is not None:
-        novelty.max_remembered = max_remembered
+    novelty = novelty_test(name, max_remembered, Shard(*shard))
     began = time.time()
     stored = generate_into(name, novelty, parents, math.ceil(n / shard[1]), seed)
     return stored, began, time.time()
+
+
+def novelty_test(name: str, max_remembered: int | None, shard: Any = None) -> Any:
+    """The campaign's novelty test, bounded by ``max_remembered`` (None: the default)."""
+    from hullhunter.workflows.round.generate import MAX_REMEMBERED, CampaignNovelty
+
+    space = campaign_config(name).chemical_space
+    return CampaignNovelty(name, space, max_remembered or MAX_REMEMBERED, shard=shard)
 
 
 def generate_into(name: str, novelty: Any, parents: list[Any], n: int, seed: int) -> int:
@@ -252,16 +255,13 @@ def run_size(
     n: int, workers: concurrent.futures.ProcessPoolExecutor, args: argparse.Namespace
 ) -> dict[str, float]:
     from hullhunter.documents import Candidate
-    from hullhunter.workflows.round.generate import CampaignNovelty
     from hullhunter.workflows.round.screen import screen
 
     name = f"scale-{n}"
     config = campaign_config(name)
     set_up(name, config)
     parents = parent_seeds()
-    novelty = CampaignNovelty(name, config.chemical_space)
-    if args.max_remembered is not None:
-        novelty.max_remembered = args.max_remembered
+    novelty = novelty_test(name, args.max_remembered)
 
     figures: dict[str, float] = {"n": n}
     seconds, mib, stored = timed(lambda: generate_into(name, novelty, parents, n, seed=n))
