@@ -458,6 +458,42 @@ def campaign_cancel(name: str = typer.Argument(..., help="Campaign name.")) -> N
     console.print(f"cancelled {name} ({cancel(name)} workflow(s) defused)")
 
 
+@models_app.command("relax-generated")
+def models_relax_generated(
+    out: Path = typer.Option(..., help="Prior folder; the relaxations go to generated.json.gz."),
+    systems: str | None = typer.Option(
+        None, help="Comma-separated systems, e.g. Li-Fe-O,K-Al-F (default: 14 without Mn or Co)."
+    ),
+    per_generator: int = typer.Option(6, min=1, help="Candidates relaxed per generator, system."),
+    fmax: float = typer.Option(0.1, help="CHGNet relaxation: force threshold (eV/Å)."),
+    max_steps: int = typer.Option(200, help="CHGNet relaxation: most optimiser steps."),
+    threads: int = typer.Option(1, help="Torch threads."),
+) -> None:
+    """Relax a sample of generated candidates of other systems with CHGNet, for the prior.
+
+    A rerun goes on from the first system not in the file yet; ``pretrain --generated``
+    learns from them.
+    """
+    from hullhunter.workflows.oracles import get_oracle
+    from hullhunter.workflows.pretrain_generated import (
+        DEFAULT_SYSTEMS,
+        GENERATED_FILE,
+        relax_generated,
+    )
+
+    names = [name.strip() for name in systems.split(",")] if systems else list(DEFAULT_SYSTEMS)
+    for name in names:
+        if len(name.split("-")) < 2 or not all(name.split("-")):
+            raise ValueError(f"system {name!r} needs two or more elements joined by '-'")
+    oracle = get_oracle("chgnet", fmax=fmax, max_steps=max_steps, threads=threads)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = relax_generated(
+        out / GENERATED_FILE, oracle, names, per_generator, report=console.print
+    )
+    relaxed = sum(record["energy_per_atom"] is not None for record in payload["records"])
+    console.print(f"{relaxed} relaxed candidates in {out / GENERATED_FILE}")
+
+
 @models_app.command("pretrain")
 def models_pretrain(
     out: Path = typer.Option(..., help="Folder for the prior: weights, card.json, labels."),
@@ -485,10 +521,16 @@ def models_pretrain(
     threads: int = typer.Option(1, help="Torch threads."),
     reuse_labels: bool = typer.Option(False, help="Use OUT/labels.json.gz if it exists."),
     labels_only: bool = typer.Option(False, help="Label and stop (train later)."),
+    generated: bool = typer.Option(
+        True,
+        help="Also learn from OUT/generated.json.gz when it exists (models relax-generated): "
+        "generated candidates, as generated and as relaxed, with their relaxed energies.",
+    ),
 ) -> None:
     """Label known crystals and train the screening prior that campaigns start from."""
     from hullhunter import models
     from hullhunter.workflows import pretrain as pt
+    from hullhunter.workflows import pretrain_generated as pg
 
     if preset not in ("small", "gnome"):
         raise ValueError(f"unknown preset {preset!r}; use small or gnome")
@@ -511,6 +553,14 @@ def models_pretrain(
     console.print(f"labelled {len(labelled.samples)} structures ({labelled.method}, {oracle})")
     if labels_only:
         return
+    generated_path = out / pg.GENERATED_FILE
+    relaxations = pg.read_generated(generated_path) if generated else None
+    if relaxations is not None and relaxations["records"]:
+        extra = pg.generated_samples(generated_path)
+        labelled.samples += extra
+        console.print(f"learning also from {len(extra)} generated structures ({generated_path})")
+    else:
+        relaxations = None
     overrides = {"torch_threads": threads, "progress": True, "loss": loss}
     if epochs is not None:
         overrides["epochs"] = epochs
@@ -528,6 +578,7 @@ def models_pretrain(
         name=out.name,
         command="hullhunter models pretrain " + " ".join(sys.argv[3:]),
         max_atoms=max_atoms,
+        generated=None if relaxations is None else pg.summary(relaxations),
     )
     figures = card["metrics"]["structural"]
     console.print(

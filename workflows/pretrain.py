@@ -45,6 +45,8 @@ from hullhunter.workflows.oracles.result import failure_reason, structure_proble
 LABELS_FILE = "labels.json.gz"
 DATA_ORACLE = "data"
 SHIPPED_SOURCE = "hullhunter shipped seeds"
+GENERATED_SOURCE = "generated candidates"
+"""Source of the generated candidates' relaxations (:mod:`.pretrain_generated`)."""
 DATA_LICENSES = {
     "shipped": "Materials Project data, CC BY 4.0 (via matbench/matcalc and pymatgen); "
     "AFLOW prototypes via pymatgen (MIT)",
@@ -368,6 +370,20 @@ def held_out_stability(ensemble: models.Ensemble, samples: Sequence[Sample]) -> 
     }
 
 
+def held_out_mae_by_source(
+    ensemble: models.Ensemble, samples: Sequence[Sample]
+) -> dict[str, float]:
+    """Held-out (composition-hash test split) MAE per atom of each data source (eV)."""
+    is_test = ~models.composition_hash_split([s.structure.composition for s in samples])
+    test = [samples[i] for i in np.flatnonzero(is_test)]
+    if not test:
+        return {}
+    predicted = ensemble.predict([s.structure for s in test], tta=False, progress=False)
+    error = np.abs(predicted.energy_per_atom - np.array([s.energy_per_atom for s in test]))
+    sources = np.array([s.source for s in test])
+    return {source: float(error[sources == source].mean()) for source in sorted(set(sources))}
+
+
 def pretrain(
     labelled: LabelledSet,
     out: Path,
@@ -377,10 +393,12 @@ def pretrain(
     name: str = "prior",
     command: str | None = None,
     max_atoms: int | None = None,
+    generated: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the structural (and compositional) prior on ``labelled``; write it and its card.
 
-    Returns the model card, also written to ``out/card.json``.
+    ``generated`` describes generated candidates among the samples (their relaxations'
+    summary, recorded in the card). Returns the model card, also written to ``out/card.json``.
     """
     started = time.perf_counter()
     if not config.test_split:
@@ -396,7 +414,9 @@ def pretrain(
     )
     structural.metadata["prior"] = name
     structural.save(out / STRUCTURAL_FILE)
-    structural_metrics["stability"] = held_out_stability(structural, usable.samples)
+    crystals = [s for s in usable.samples if s.source != GENERATED_SOURCE]
+    structural_metrics["stability"] = held_out_stability(structural, crystals)
+    structural_metrics["test_mae_by_source"] = held_out_mae_by_source(structural, usable.samples)
     metrics = {"structural": structural_metrics}
     if compositional:
         lowest = lowest_per_formula(usable.samples)
@@ -415,7 +435,7 @@ def pretrain(
         f"python {platform.python_version()}",
         "command": command,
         "max_atoms": max_atoms,
-        "data": {"sources": usable.sources},
+        "data": {"sources": usable.sources, "generated": generated},
         "labels": {
             "oracle": usable.oracle,
             "oracle_version": usable.oracle_version,

@@ -175,3 +175,50 @@ def test_builtin_prior_applies_where_it_fits():
     assert prior_of(prior="none") is None
     with pytest.raises(ValueError, match="not a prior folder"):
         prior_of(prior="/nonexistent/prior")
+
+
+@pytest.mark.slow
+def test_generated_candidates_relaxed_for_the_prior_resume_and_train(tmp_path):
+    """`models relax-generated`'s work: a sample of the generators' products of one system,
+    relaxed, written after the system; a rerun relaxes nothing again, a rerun with other
+    oracle settings is refused; the prior then learns each candidate as generated and as
+    relaxed, with its relaxed energy, and its card says so."""
+    from hullhunter.workflows import pretrain_generated as pg
+    from hullhunter.workflows.oracles import get_oracle
+
+    world = load_seeds(None, ["Mg", "Al", "O"])
+    path = tmp_path / pg.GENERATED_FILE
+    oracle = get_oracle("chgnet", fmax=0.2, max_steps=3)
+    payload = pg.relax_generated(path, oracle, ["Mg-Al-O"], per_generator=1, known_world=world)
+    records = payload["records"]
+    assert 1 <= len(records) <= len(pg.GENERATORS)
+    assert len({r["generator"] for r in records}) == len(records)  # one per generator
+    for record in records:
+        elements = {el.symbol for el in Structure.from_dict(record["generated"]).composition}
+        assert elements == {"Mg", "Al", "O"} and record["energy_per_atom"] is not None
+    assert payload["systems"] == {"Mg-Al-O": {"candidates": len(records), "relaxed": len(records)}}
+    again = pg.relax_generated(path, oracle, ["Mg-Al-O"], 1, world, report=pytest.fail)
+    assert [r["id"] for r in again["records"]] == [r["id"] for r in records]
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="relax with the same settings") as refused:
+        pg.relax_generated(path, get_oracle("chgnet", fmax=0.2, max_steps=4), ["Mg-Al-O"], 1, world)
+    assert "\n" not in str(refused.value) and path.read_bytes() == before
+
+    samples = pg.generated_samples(path)
+    assert len(samples) == 2 * len(records)
+    assert [s.energy_per_atom for s in samples[:2]] == [records[0]["energy_per_atom"]] * 2
+    crystals = [pretrain.Sample(s.id, s.structure, "seeds") for s in world]
+    labelled = pretrain.label_with_chgnet(crystals, progress=False)
+    labelled.samples += samples
+    config = models.GNoMEConfig.small(
+        embed_dim=16, mlp_hidden=(16,), epochs=2, progress=False, torch_threads=1
+    )
+    card = pretrain.pretrain(
+        labelled, tmp_path / "prior", config, n_models=1, compositional=False,
+        generated=pg.summary(pg.read_generated(path)),
+    )  # fmt: skip
+    assert card["data"]["sources"][pretrain.GENERATED_SOURCE] == len(samples)
+    assert card["data"]["generated"]["systems"] == payload["systems"]
+    assert card["data"]["generated"]["labels"]["max_steps"] == 3
+    by_source = card["metrics"]["structural"]["test_mae_by_source"]
+    assert set(by_source) <= {"seeds", pretrain.GENERATED_SOURCE} and by_source
