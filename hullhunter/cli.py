@@ -479,6 +479,7 @@ def models_relax_generated(
         DEFAULT_SYSTEMS,
         GENERATED_FILE,
         relax_generated,
+        summary,
     )
 
     names = [name.strip() for name in systems.split(",")] if systems else list(DEFAULT_SYSTEMS)
@@ -490,8 +491,7 @@ def models_relax_generated(
     payload = relax_generated(
         out / GENERATED_FILE, oracle, names, per_generator, report=console.print
     )
-    relaxed = sum(record["energy_per_atom"] is not None for record in payload["records"])
-    console.print(f"{relaxed} relaxed candidates in {out / GENERATED_FILE}")
+    console.print(f"{summary(payload)['relaxed']} relaxed candidates in {out / GENERATED_FILE}")
 
 
 @models_app.command("pretrain")
@@ -556,7 +556,7 @@ def models_pretrain(
     generated_path = out / pg.GENERATED_FILE
     relaxations = pg.read_generated(generated_path) if generated else None
     if relaxations is not None and relaxations["records"]:
-        extra = pg.generated_samples(generated_path)
+        extra = pg.generated_samples(relaxations)
         labelled.samples += extra
         console.print(f"learning also from {len(extra)} generated structures ({generated_path})")
     else:

@@ -188,11 +188,11 @@ def summary(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def generated_samples(path: Path) -> list[Sample]:
-    """Two training samples per relaxed candidate: as generated and as relaxed, both labelled
-    with the relaxed energy per atom (eV)."""
+def generated_samples(payload: dict[str, Any]) -> list[Sample]:
+    """Two training samples per relaxed candidate of ``payload`` (:func:`read_generated`): as
+    generated and as relaxed, both labelled with the relaxed energy per atom (eV)."""
     samples = []
-    for record in read_generated(path)["records"]:
+    for record in payload["records"]:
         energy = record["energy_per_atom"]
         if energy is None:
             continue

@@ -204,7 +204,7 @@ def test_generated_candidates_relaxed_for_the_prior_resume_and_train(tmp_path):
         pg.relax_generated(path, get_oracle("chgnet", fmax=0.2, max_steps=4), ["Mg-Al-O"], 1, world)
     assert "\n" not in str(refused.value) and path.read_bytes() == before
 
-    samples = pg.generated_samples(path)
+    samples = pg.generated_samples(pg.read_generated(path))
     assert len(samples) == 2 * len(records)
     assert [s.energy_per_atom for s in samples[:2]] == [records[0]["energy_per_atom"]] * 2
     crystals = [pretrain.Sample(s.id, s.structure, "seeds") for s in world]
