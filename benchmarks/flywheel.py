@@ -100,7 +100,7 @@ def campaign_config(name: str, space: str, seeds: Path, arm: str, args: argparse
             "model": {
                 "preset": "small",
                 "n_models": 3,
-                "epochs": 150,
+                "epochs": 50,
                 "learn_generated": arm != "relaxed-only",
             },
             "oracle": {"name": "chgnet", "fmax": 0.1, "max_steps": 200, "batch_size": 6},

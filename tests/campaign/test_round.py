@@ -235,3 +235,34 @@ def test_models_learn_each_candidate_as_generated_with_its_relaxed_energy(databa
     structures, energies = retrain.structural_examples("pairs", calculations, False)
     assert energies == [-4.1, -3.7]
     assert [s.volume for s in structures] == pytest.approx([3.6**3] * 2)
+
+
+def test_campaign_models_learn_every_formula_they_have_a_label_for(database):
+    """The composition-hash split belongs to a prior's model card. In a campaign it kept a
+    quarter of the formulas out of training, so the screen picked polymorphs of the same
+    unlearned formula round after round. Mn2O3 and MnO3 both hash into the test bucket."""
+    assert not retrain.models.composition_hash_split(["Mn2O3", "MnO3"]).any()
+    config = parse_config(
+        {
+            "name": "every",
+            "chemical_space": {"systems": ["Mn-O"]},
+            "model": {"prior": "none", "n_models": 1, "epochs": 60},
+        }
+    )
+    corners = [[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]]
+    mn2o3 = Structure(Lattice.cubic(4.0), ["Mn", "O", "O", "O", "Mn"], [*corners, [0.5] * 3])
+    mno3 = Structure(Lattice.cubic(3.8), ["Mn", "O", "O", "O"], corners)
+    rows = [(mn2o3, -7.9), (mno3, -6.7)]
+    for index, (structure, energy) in enumerate(rows):
+        Calculation(
+            candidate_id=f"every-{index}", campaign="every", round=0, oracle="chgnet",
+            state="completed", energy_per_atom=energy, structure=structure.as_dict(),
+        ).save()  # fmt: skip
+    network = retrain.model_config(config, torch_threads=1)
+    retrain.retrain("every", 0, config, {"Mn": -9.0, "O": -4.9}, network)
+
+    version = ModelVersion.objects.get(campaign="every", kind="structural")
+    assert (version.metrics["n_train"], version.metrics["n_test"]) == (2, 0)
+    ensemble = retrain.latest_ensemble("every", "structural")
+    predicted = ensemble.predict([s for s, _ in rows], tta=False).energy_per_atom
+    assert predicted == pytest.approx([e for _, e in rows], abs=0.15)
