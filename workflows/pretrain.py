@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from monty.json import MontyDecoder
 from pymatgen.core import Structure
-from pymatgen.entries.computed_entries import ComputedEntry
 from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
@@ -41,6 +40,7 @@ from hullhunter.models.prior import (
 )
 from hullhunter.workflows.oracles.base import installed_version
 from hullhunter.workflows.oracles.result import failure_reason, structure_problem
+from hullhunter.workflows.pretrain_metrics import held_out_metrics
 
 LABELS_FILE = "labels.json.gz"
 DATA_ORACLE = "data"
@@ -344,46 +344,6 @@ def lowest_per_formula(samples: Sequence[Sample]) -> dict[str, float]:
     return lowest
 
 
-def held_out_stability(ensemble: models.Ensemble, samples: Sequence[Sample]) -> dict[str, Any]:
-    """Held-out (composition-hash test split) stability classification against the labels' hull.
-
-    Truth is each test crystal's decomposition energy on the hull of all labels; the
-    prediction shifts it by the prediction error (Matbench Discovery's convention).
-    """
-    entries = [
-        ComputedEntry(s.structure.composition, s.energy_per_atom * len(s.structure), entry_id=i)
-        for i, s in enumerate(samples)
-    ]
-    truth = hull.HullSet(entries, max_abs_formation_energy=np.inf).entry_decomposition_energies()
-    is_test = ~models.composition_hash_split([s.structure.composition for s in samples])
-    test = np.flatnonzero(is_test)
-    if not len(test):
-        return {}
-    predicted = ensemble.predict([samples[i].structure for i in test], tta=False, progress=False)
-    label = np.array([samples[i].energy_per_atom for i in test])
-    true_hull = np.array([truth[str(i)] for i in test])
-    metrics = hull.classification_metrics(true_hull + predicted.energy_per_atom - label, true_hull)
-    return {
-        "n_test": len(test),
-        "n_stable": int(metrics["tp"] + metrics["fn"]),
-        **{k: metrics[k] for k in ("f1", "precision", "recall", "accuracy", "daf", "mae")},
-    }
-
-
-def held_out_mae_by_source(
-    ensemble: models.Ensemble, samples: Sequence[Sample]
-) -> dict[str, float]:
-    """Held-out (composition-hash test split) MAE per atom of each data source (eV)."""
-    is_test = ~models.composition_hash_split([s.structure.composition for s in samples])
-    test = [samples[i] for i in np.flatnonzero(is_test)]
-    if not test:
-        return {}
-    predicted = ensemble.predict([s.structure for s in test], tta=False, progress=False)
-    error = np.abs(predicted.energy_per_atom - np.array([s.energy_per_atom for s in test]))
-    sources = np.array([s.source for s in test])
-    return {source: float(error[sources == source].mean()) for source in sorted(set(sources))}
-
-
 def pretrain(
     labelled: LabelledSet,
     out: Path,
@@ -414,9 +374,7 @@ def pretrain(
     )
     structural.metadata["prior"] = name
     structural.save(out / STRUCTURAL_FILE)
-    crystals = [s for s in usable.samples if s.source != GENERATED_SOURCE]
-    structural_metrics["stability"] = held_out_stability(structural, crystals)
-    structural_metrics["test_mae_by_source"] = held_out_mae_by_source(structural, usable.samples)
+    structural_metrics.update(held_out_metrics(structural, usable.samples, GENERATED_SOURCE))
     metrics = {"structural": structural_metrics}
     if compositional:
         lowest = lowest_per_formula(usable.samples)
